@@ -1,0 +1,1 @@
+"""Datasets: synthetic stand-ins in the real formats (COCO json, VOC xml) and loaders."""

@@ -1,0 +1,21 @@
+"""Shared fixtures: tiny synthetic datasets in the real formats, made once per test session."""
+import pytest
+import torch
+
+from resnet_backbone.data.synthetic_shapes import write_shapes_coco, write_shapes_voc
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def shapes_coco(tmp_path_factory):
+    """(json_file, image_root) of 8 small COCO-format images with 3 shape classes."""
+    return write_shapes_coco(tmp_path_factory.mktemp("shapes_coco"), 8, image_size=(128, 160),
+                             num_classes=3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def shapes_voc(tmp_path_factory):
+    """A VOC-layout folder (Annotations/, JPEGImages/, ImageSets/Main/test.txt), 6 images."""
+    return write_shapes_voc(tmp_path_factory.mktemp("shapes_voc") / "VOC2007", 6, split="test",
+                            image_size=(128, 160), num_classes=3, seed=1)
