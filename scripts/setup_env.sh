@@ -2,7 +2,7 @@
 # Create, or reuse in about a second, the project's environment in .venv/ (git-ignored).
 #
 # * If $PYTHON can already import detectron2 (say upstream main built from source), .venv sees
-#   that interpreter's packages (--system-site-packages), so its torch and compiled detectron2 are
+#   that interpreter's packages (through a .pth file), so its torch and compiled detectron2 are
 #   kept; only the other requirements are added.
 # * Otherwise the third-party packages (requirements.txt + detectron2 v0.6, pure-Python build, by
 #   scripts/install_detectron2.py) are installed once into a cache folder keyed by a hash of
@@ -26,9 +26,19 @@ if [ -f "$stamp" ]; then exit 0; fi
 quiet_pip() { "$@" 2>&1 | grep -v "^WARNING: Location .* is ignored" || true; return "${PIPESTATUS[0]}"; }
 rm -rf .venv
 
+# .venv itself stays small: a .pth file makes it see the third-party packages that live in
+# another site directory (the shared cache, or the interpreter that already has detectron2).
+link_site_dirs() {
+    local site
+    site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    for dir in "$@"; do echo "import site; site.addsitedir('$dir')"; done > "$site/resnet_backbone_deps.pth"
+}
+
 if "$PYTHON" -c "import detectron2" 2>/dev/null; then
     echo "[setup_env] $PYTHON already imports detectron2: .venv will use its packages."
-    "$PYTHON" -m venv --system-site-packages .venv
+    "$PYTHON" -m venv .venv
+    # All site directories of that interpreter (works for system, conda and venv interpreters).
+    link_site_dirs $("$PYTHON" -c 'import site, sys; print(" ".join(p for p in sys.path if p.endswith("-packages")))')
     # Keep the interpreter's own torch: its compiled detectron2 ops were built against it.
     grep -vE '^(torch|torchvision)([=<>!~ ]|$)' requirements.txt > .venv/requirements-extra.txt
     quiet_pip .venv/bin/python -m pip install -r .venv/requirements-extra.txt
@@ -47,9 +57,7 @@ else
         mv "$tmp" "$deps"
     fi
     "$PYTHON" -m venv .venv
-    site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    echo "import site; site.addsitedir('$deps/lib/python$pyver/site-packages')" \
-        > "$site/resnet_backbone_deps.pth"
+    link_site_dirs "$deps/lib/python$pyver/site-packages"
 fi
 
 quiet_pip .venv/bin/python -m pip install --no-deps --no-build-isolation -e .
