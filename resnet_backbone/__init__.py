@@ -11,10 +11,12 @@ __version__ = "0.1.0"
 from .blocks import BasicBlock, BottleneckBlock, CifarStem, ImageNetStem, make_stage
 from .model_zoo import create_model, list_models, register_model
 from .resnet import ResNet, ResNetClassifier, build_resnet
+from .detection import add_paper_resnet_config  # also registers the Detectron2 backbones/heads
 from .vgg import VGG16, VGG16Classifier
 
 __all__ = [
     "BasicBlock", "BottleneckBlock", "CifarStem", "ImageNetStem", "make_stage",
     "create_model", "list_models", "register_model",
     "ResNet", "ResNetClassifier", "build_resnet", "VGG16", "VGG16Classifier",
+    "add_paper_resnet_config",
 ]

@@ -57,7 +57,9 @@ class ResidualBlockBase(CNNBlockBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.residual_function(x)
         if self.residual:
-            out = out + (x if self.shortcut is None else self.shortcut(x))
+            # In place, as torchvision and detectron2: F(x)'s last op (norm or conv) does not
+            # keep its output for backward, and this saves one feature-map allocation per block.
+            out += x if self.shortcut is None else self.shortcut(x)
         return F.relu_(out)
 
 

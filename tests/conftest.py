@@ -19,3 +19,13 @@ def shapes_voc(tmp_path_factory):
     """A VOC-layout folder (Annotations/, JPEGImages/, ImageSets/Main/test.txt), 6 images."""
     return write_shapes_voc(tmp_path_factory.mktemp("shapes_voc") / "VOC2007", 6, split="test",
                             image_size=(128, 160), num_classes=3, seed=1)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread: with small inputs on a shared machine, one thread is
+    several times faster than two (no parallel region waits for a busy sibling core)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -168,6 +168,9 @@ def write_shapes_voc(root: os.PathLike, num_images: int = 64, *, split: str = "t
         for obj in objects:
             node = ET.SubElement(ann, "object")
             ET.SubElement(node, "name").text = names[obj.category]
+            # pose/truncated/difficult as in real VOC files (detectron2's VOC evaluator reads all three)
+            ET.SubElement(node, "pose").text = "Unspecified"
+            ET.SubElement(node, "truncated").text = "0"
             ET.SubElement(node, "difficult").text = "0"
             box = ET.SubElement(node, "bndbox")
             # VOC boxes are 1-based inclusive pixel indices.

@@ -1,0 +1,144 @@
+"""Configuration of ``tools/train_cls.py``: a detectron2 ``CfgNode`` with every knob of the
+paper's two classification recipes (Sec. 3.4 ImageNet, Sec. 4.2 CIFAR-10).
+
+The defaults are the *embedded demo*: a CIFAR-style ResNet-20 on a small built-in synthetic
+dataset that trains on a CPU in about a minute. The YAML files under
+``configs/classification/`` set the paper's recipes (``_BASE_`` is supported).
+"""
+from detectron2.config import CfgNode as CN
+
+from ..model_zoo import list_models
+
+RECIPES = ("cifar", "imagenet")
+DATASETS = ("synthetic", "cifar10", "imagenet")
+SCHEDULERS = ("step", "plateau")
+EVAL_MODES = ("center", "ten_crop", "multi_scale")
+AMP_MODES = ("", "bf16", "fp16")
+MEAN_MODES = ("pixel", "channel")
+
+
+def get_cls_cfg() -> CN:
+    """A fresh copy of the defaults (the embedded demo)."""
+    _C = CN()
+    _C.VERSION = 2  # detectron2's config version (its merge_from_file checks it)
+    _C.MODEL = CN()
+    _C.MODEL.NAME = "cifar_resnet20"  # any name of resnet_backbone.list_models()
+    _C.MODEL.NUM_CLASSES = 10
+    _C.MODEL.SHORTCUT = ""  # "" = the model's default (A for CIFAR nets, B for ImageNet); A|B|C
+    _C.MODEL.NORM = "BN"  # BN (paper), SyncBN (multi-GPU), naiveSyncBN (multi-process on CPU)
+    _C.MODEL.STRIDE_IN_1X1 = True  # bottleneck stride in the first 1x1 conv (the paper's models)
+    _C.MODEL.WEIGHTS = ""  # a checkpoint to start from / to evaluate with --eval-only
+    _C.MODEL.DEVICE = ""  # "" = cuda when available, else cpu
+
+    _C.INPUT = CN()
+    _C.INPUT.RECIPE = "cifar"  # cifar: pad+crop+flip (Sec. 4.2); imagenet: Sec. 3.4 augmentation
+    _C.INPUT.MEAN = "pixel"  # pixel: per-pixel mean image of the training set (paper); channel
+    _C.INPUT.PIXEL_MEAN = [123.675, 116.28, 103.53]  # RGB, used when INPUT.MEAN is "channel"
+    _C.INPUT.PIXEL_STD = [1.0, 1.0, 1.0]  # the paper only subtracts the mean (0..255 inputs)
+    _C.INPUT.MEAN_IMAGE_MAX_IMAGES = 10000  # ImageNet: images averaged for the mean image
+    _C.INPUT.CIFAR_PAD = 4  # Sec. 4.2: 4 pixels padded on each side, then a random 32x32 crop
+    _C.INPUT.TRAIN_SCALE = [256, 480]  # Sec. 3.4: shorter side sampled uniformly in [256, 480]
+    _C.INPUT.CROP_SIZE = 224  # Sec. 3.4: random 224x224 crop
+    _C.INPUT.COLOR_PCA_STD = 0.1  # AlexNet PCA colour augmentation (sigma 0.1); 0 disables
+    _C.INPUT.FLIP = True  # random horizontal flip (both recipes)
+
+    _C.DATASETS = CN()
+    _C.DATASETS.NAME = "synthetic"  # synthetic | cifar10 (python batches) | imagenet (folders)
+    _C.DATASETS.ROOT = ""  # cifar10: folder of data_batch_1..5/test_batch; imagenet: train/ val/
+    _C.DATASETS.VAL_HOLDOUT = 0  # CIFAR: hold out this many training images as val (5000: 45k/5k)
+    _C.DATASETS.SYNTHETIC = CN()
+    _C.DATASETS.SYNTHETIC.NUM_TRAIN = 5000
+    _C.DATASETS.SYNTHETIC.NUM_TEST = 1000
+    _C.DATASETS.SYNTHETIC.NUM_CLASSES = 10
+    _C.DATASETS.SYNTHETIC.IMAGE_SIZE = 32
+    _C.DATASETS.SYNTHETIC.SEED = 0
+
+    _C.DATALOADER = CN()
+    _C.DATALOADER.NUM_WORKERS = 2
+    _C.DATALOADER.SKIP_CORRUPT = False  # True: skip (and count) unreadable images; False: stop
+
+    _C.SOLVER = CN()
+    _C.SOLVER.IMS_PER_BATCH = 64  # global batch; each of N processes gets IMS_PER_BATCH / N
+    _C.SOLVER.BASE_LR = 0.1
+    _C.SOLVER.MOMENTUM = 0.9
+    _C.SOLVER.WEIGHT_DECAY = 0.0001
+    _C.SOLVER.MAX_ITER = 400
+    _C.SOLVER.LR_SCHEDULER = "step"  # step: /GAMMA at STEPS; plateau: /GAMMA when val error stalls
+    _C.SOLVER.STEPS = (200, 300)
+    _C.SOLVER.GAMMA = 0.1
+    _C.SOLVER.PLATEAU_PATIENCE = 5  # evaluations without improvement before dividing the lr
+    _C.SOLVER.PLATEAU_THRESHOLD = 0.001  # an improvement is a drop of val error by more than this
+    _C.SOLVER.WARMUP_LR = 0.0  # > 0: ResNet-110 warm-up (Sec. 4.2: 0.01) until train error < ...
+    _C.SOLVER.WARMUP_UNTIL_TRAIN_ERROR = 0.8  # ... this (80%), measured over WARMUP_WINDOW iters
+    _C.SOLVER.WARMUP_WINDOW = 20
+    _C.SOLVER.WARMUP_MAX_ITER = 2000  # end the warm-up here at the latest
+    _C.SOLVER.CHECKPOINT_PERIOD = 100
+    _C.SOLVER.KEEP_LAST = 3  # periodic checkpoints kept (model_best.pth is kept in addition)
+    _C.SOLVER.AMP = ""  # "" (fp32) | bf16 | fp16 (CUDA only)
+    _C.SOLVER.CHANNELS_LAST = False
+    _C.SOLVER.COMPILE = False  # torch.compile the model
+
+    _C.TEST = CN()
+    _C.TEST.EVAL_PERIOD = 100  # validation during training (curves, plateau schedule, best)
+    _C.TEST.EVAL_MODE = "center"  # view used during training (Fig. 4: center crops)
+    _C.TEST.FINAL_MODES = ["center"]  # after training and with --eval-only: center|ten_crop|multi_scale
+    _C.TEST.RESIZE = 0  # shorter side before center/10-crop (ImageNet 256); 0: keep the image
+    _C.TEST.CROP_SIZE = 0  # crop for center/10-crop (ImageNet 224); 0: the whole image
+    _C.TEST.SCALES = [224, 256, 384, 480, 640]  # multi-scale fully-convolutional test
+    _C.TEST.MULTI_SCALE_FLIP = True  # also average the flipped image at every scale
+    _C.TEST.IMS_PER_BATCH = 100
+
+    _C.LOG_PERIOD = 20
+    _C.PROGRESS_BAR = True
+    _C.SEED = 0
+    _C.OUTPUT_DIR = "./output/cls_demo"
+    _C.DIST_TIMEOUT_S = 1800  # a collective waiting this long (a dead worker) stops the job
+    _C.CUDNN_BENCHMARK = False
+    return _C.clone()
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} {value!r} is not valid; valid choices: "
+                         f"{', '.join(repr(c) for c in choices)}")
+
+
+def check_cls_cfg(cfg: CN, world_size: int = 1) -> None:
+    """Reject bad values with a message naming the key and the valid choices."""
+    _choice("MODEL.NAME", cfg.MODEL.NAME, list_models())
+    _choice("INPUT.RECIPE", cfg.INPUT.RECIPE, RECIPES)
+    _choice("INPUT.MEAN", cfg.INPUT.MEAN, MEAN_MODES)
+    _choice("DATASETS.NAME", cfg.DATASETS.NAME, DATASETS)
+    _choice("SOLVER.LR_SCHEDULER", cfg.SOLVER.LR_SCHEDULER, SCHEDULERS)
+    _choice("SOLVER.AMP", cfg.SOLVER.AMP, AMP_MODES)
+    _choice("TEST.EVAL_MODE", cfg.TEST.EVAL_MODE, EVAL_MODES)
+    for mode in cfg.TEST.FINAL_MODES:
+        _choice("TEST.FINAL_MODES entry", mode, EVAL_MODES)
+    if cfg.MODEL.SHORTCUT:
+        _choice("MODEL.SHORTCUT", cfg.MODEL.SHORTCUT, ("A", "B", "C"))
+    if cfg.DATASETS.NAME != "synthetic" and not cfg.DATASETS.ROOT:
+        raise ValueError(f"DATASETS.ROOT is empty; set it to the {cfg.DATASETS.NAME} folder")
+    batch = cfg.SOLVER.IMS_PER_BATCH
+    if batch <= 0 or batch % world_size:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH ({batch}) must be a positive multiple of the "
+                         f"number of processes ({world_size})")
+    if cfg.SOLVER.MAX_ITER <= 0 or cfg.SOLVER.CHECKPOINT_PERIOD <= 0 or cfg.TEST.EVAL_PERIOD <= 0:
+        raise ValueError("SOLVER.MAX_ITER, SOLVER.CHECKPOINT_PERIOD and TEST.EVAL_PERIOD must be > 0")
+    if list(cfg.SOLVER.STEPS) != sorted(cfg.SOLVER.STEPS):
+        raise ValueError(f"SOLVER.STEPS must be increasing; got {list(cfg.SOLVER.STEPS)}")
+    lo, hi = cfg.INPUT.TRAIN_SCALE
+    if not 0 < lo <= hi or cfg.INPUT.CROP_SIZE > lo:
+        raise ValueError(f"INPUT.TRAIN_SCALE {[lo, hi]} must satisfy 0 < min <= max and "
+                         f"min >= INPUT.CROP_SIZE ({cfg.INPUT.CROP_SIZE})")
+    if cfg.SOLVER.KEEP_LAST < 1:
+        raise ValueError("SOLVER.KEEP_LAST must be >= 1")
+
+
+def cfg_from_checkpoint(state) -> CN:
+    """The config a checkpoint of ``tools/train_cls.py`` was trained with (its ``cfg`` entry)."""
+    if not isinstance(state, dict) or "cfg" not in state:
+        raise ValueError("the checkpoint has no 'cfg' entry; it was not written by tools/train_cls.py "
+                         "(give --config-file with the matching config)")
+    cfg = get_cls_cfg()
+    cfg.merge_from_other_cfg(CN.load_cfg(state["cfg"]))
+    return cfg

@@ -1,0 +1,137 @@
+"""The paper's training augmentation and test views.
+
+Training (every random draw comes from a ``torch.Generator`` seeded per sample, so a sample's
+augmentation depends only on (seed, epoch, position) and a resumed run sees the same data):
+
+* ImageNet (Sec. 3.4): shorter side uniform in [256, 480], random 224x224 crop of the image or
+  its horizontal flip, AlexNet PCA colour augmentation, per-pixel mean subtraction.
+* CIFAR-10 (Sec. 4.2): per-pixel mean subtraction, 4 zero pixels padded on each side (zero is the
+  mean after subtraction), random 32x32 crop, random flip.
+
+Test views: ``center`` (optionally resize + center crop; CIFAR: the single original image),
+``ten_crop`` (the 4 corners + center of the resized image and of its flip), ``multi_scale``
+(the whole image, fully convolutional, shorter side in TEST.SCALES, with its flip).
+"""
+from typing import List, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from PIL import Image
+
+#: AlexNet "lighting" PCA of ImageNet RGB pixels (scale 0..1), as used by fb.resnet.torch.
+PCA_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
+PCA_EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009],
+                           [-0.5808, -0.0045, -0.8140],
+                           [-0.5836, -0.6948, 0.4203]])
+
+
+class Normalizer:
+    """Subtract the mean (a per-pixel mean image (3, h, w) or per-channel (3, 1, 1)), divide by
+    the std. A mean image is resized bilinearly to inputs of another size (multi-scale test)."""
+
+    def __init__(self, mean: torch.Tensor, std: Sequence[float]):
+        self.mean = mean.float()
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self._cache = {}
+
+    def mean_at(self, size) -> torch.Tensor:
+        size = tuple(size)
+        if self.mean.shape[-2:] in ((1, 1), size):
+            return self.mean
+        if size not in self._cache:
+            self._cache[size] = F.interpolate(self.mean[None], size=size, mode="bilinear",
+                                              align_corners=False)[0]
+        return self._cache[size]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean_at(x.shape[-2:])) / self.std
+
+
+def to_uint8_tensor(img) -> torch.Tensor:
+    return TF.pil_to_tensor(img) if isinstance(img, Image.Image) else img
+
+
+def _randint(lo: int, hi: int, g: torch.Generator) -> int:
+    """Uniform integer in [lo, hi]."""
+    return int(torch.randint(lo, hi + 1, (1,), generator=g))
+
+
+def color_pca_lighting(x: torch.Tensor, std: float, g: torch.Generator) -> torch.Tensor:
+    """AlexNet colour augmentation: add eigvec @ (alpha * eigval), alpha ~ N(0, std), to every
+    pixel of a 0..255 RGB image."""
+    alpha = torch.randn(3, generator=g) * std
+    return x + (PCA_EIGVEC @ (alpha * PCA_EIGVAL) * 255).view(3, 1, 1)
+
+
+class ImageNetTrainTransform:
+    def __init__(self, normalizer: Normalizer, scale=(256, 480), crop: int = 224,
+                 pca_std: float = 0.1, flip: bool = True):
+        self.normalizer, self.scale, self.crop = normalizer, tuple(scale), crop
+        self.pca_std, self.flip = pca_std, flip
+
+    def __call__(self, img, g: torch.Generator) -> torch.Tensor:
+        img = TF.resize(img, _randint(*self.scale, g), antialias=True)  # shorter side
+        w, h = TF.get_image_size(img)
+        top, left = _randint(0, h - self.crop, g), _randint(0, w - self.crop, g)
+        img = TF.crop(img, top, left, self.crop, self.crop)
+        if self.flip and torch.rand(1, generator=g).item() < 0.5:
+            img = TF.hflip(img)
+        x = to_uint8_tensor(img).float()
+        if self.pca_std > 0:
+            x = color_pca_lighting(x, self.pca_std, g)
+        return self.normalizer(x)
+
+
+class CifarTrainTransform:
+    def __init__(self, normalizer: Normalizer, pad: int = 4, flip: bool = True):
+        self.normalizer, self.pad, self.flip = normalizer, pad, flip
+
+    def __call__(self, img, g: torch.Generator) -> torch.Tensor:
+        x = self.normalizer(to_uint8_tensor(img))
+        h, w = x.shape[-2:]
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4)
+            top, left = _randint(0, 2 * self.pad, g), _randint(0, 2 * self.pad, g)
+            x = x[:, top:top + h, left:left + w]
+        if self.flip and torch.rand(1, generator=g).item() < 0.5:
+            x = x.flip(-1)
+        return x.contiguous()
+
+
+class TestViews:
+    """Builds the views of one test image for a given mode."""
+
+    def __init__(self, normalizer: Normalizer, resize: int = 0, crop: int = 0,
+                 scales: Sequence[int] = (224, 256, 384, 480, 640), flip: bool = True):
+        self.normalizer, self.resize, self.crop = normalizer, resize, crop
+        self.scales, self.flip = list(scales), flip
+
+    def _resized(self, img) -> torch.Tensor:
+        x = to_uint8_tensor(img)
+        return TF.resize(x, self.resize, antialias=True) if self.resize else x
+
+    def center(self, img) -> torch.Tensor:
+        """(1, 3, h, w): resize (optional) + center crop (optional)."""
+        x = self._resized(img)
+        if self.crop:
+            x = TF.center_crop(x, self.crop)
+        return self.normalizer(x)[None]
+
+    def ten_crop(self, img) -> torch.Tensor:
+        """(10, 3, c, c): corners + center of the image, then of its horizontal flip."""
+        x = self._resized(img)
+        crop = self.crop or min(x.shape[-2:])
+        return torch.stack([self.normalizer(v) for v in TF.ten_crop(x, crop)])
+
+    def multi_scale(self, img) -> List[torch.Tensor]:
+        """One (1 or 2, 3, h, w) tensor per scale: the whole image with shorter side s (+ flip)."""
+        x = to_uint8_tensor(img)
+        views = []
+        for s in self.scales:
+            v = self.normalizer(TF.resize(x, s, antialias=True))
+            views.append(torch.stack([v, v.flip(-1)]) if self.flip else v[None])
+        return views
+
+    def __call__(self, mode: str, img):
+        return getattr(self, mode)(img)

@@ -1,0 +1,70 @@
+"""``add_paper_resnet_config``: the config nodes of the Detectron2 plugin.
+
+``MODEL.PAPER_RESNET`` configures ``build_paper_resnet`` / ``build_paper_resnet_fpn_backbone``
+and the res5 of ``PaperRes5ROIHeads``; ``MODEL.VGG16`` configures ``build_vgg16_backbone`` and
+the fc6/fc7 box head ``VGG16BoxHead``. Defaults are the paper's detection setting (appendix A).
+"""
+from typing import Sequence
+
+from detectron2.config import CfgNode as CN, get_cfg
+
+
+def _add_defaults(node: CN, defaults: dict) -> None:
+    """Set the keys ``node`` does not have yet, so calling twice keeps the user's values."""
+    for key, value in defaults.items():
+        if key not in node:
+            setattr(node, key, value)
+
+
+def add_paper_resnet_config(cfg: CN) -> CN:
+    """Add ``MODEL.PAPER_RESNET`` and ``MODEL.VGG16`` to a detectron2 config (idempotent)."""
+    if "PAPER_RESNET" not in cfg.MODEL:
+        cfg.MODEL.PAPER_RESNET = CN()
+    _add_defaults(cfg.MODEL.PAPER_RESNET, dict(
+        # Table 1 depth: 18, 34 (basic blocks), 50, 101, 152 (bottlenecks). Paper detector: 101.
+        DEPTH=101,
+        # Sec. 3.3 shortcut option: A (zero-padding), B (projection when shape changes), C (all
+        # projections). The released models and the detector use B.
+        SHORTCUT="B",
+        # False builds the plain counterpart (no shortcuts), for the paper's plain-vs-residual study.
+        RESIDUAL=True,
+        # Bottleneck stride in the first 1x1 conv (paper / MSRA weights: True) or in the 3x3
+        # (torchvision weights: False).
+        STRIDE_IN_1X1=True,
+        # FrozenBN: BN statistics from ImageNet, fixed while fine-tuning (appendix A).
+        # Also BN, SyncBN, GN (and "" for none); train from scratch with BN/SyncBN/GN.
+        NORM="FrozenBN",
+        # 0: train all; 1: freeze the stem (conv1); k: stem and the first k-1 stages. The paper
+        # does not say for ResNet; 2 (conv1 + conv2_x frozen) is detectron2's and Detectron's.
+        FREEZE_AT=2,
+        # Feature maps to output. C4 design: conv1..conv4_x shared by RPN and detector ("res4",
+        # stride 16); FPN: ["res2", "res3", "res4", "res5"].
+        OUT_FEATURES=["res4"],
+        # 1 in the paper; 2 gives the dilated-C5 ("DC5") variant of later work (res5 stride 16).
+        RES5_DILATION=1,
+    ))
+    if "VGG16" not in cfg.MODEL:
+        cfg.MODEL.VGG16 = CN()
+    _add_defaults(cfg.MODEL.VGG16, dict(
+        # Conv blocks frozen: 2 (conv1_x, conv2_x), as Faster R-CNN fine-tunes conv3_1 and up.
+        FREEZE_AT=2,
+        # conv5_3: the stride-16, 512-channel map shared by RPN and detector (no pool5).
+        OUT_FEATURES=["conv5_3"],
+        # Round pooled sizes up, as Caffe (and so py-faster-rcnn's VGG-16) did.
+        CEIL_MODE=True,
+        # Box head fc6/fc7 width: 4096, as VGG-16's classifier (so its ImageNet weights load).
+        FC_DIM=4096,
+        # Dropout after fc6 and fc7 in training: 0.5, as VGG-16 and Faster R-CNN.
+        DROPOUT=0.5,
+    ))
+    return cfg
+
+
+def get_detection_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:
+    """detectron2's default config + ``add_paper_resnet_config``, then a YAML file (e.g. one of
+    ``configs/detection/``) and ``KEY VALUE`` overrides, in that order."""
+    cfg = add_paper_resnet_config(get_cfg())
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg

@@ -1,0 +1,126 @@
+"""Multi-process launch like detectron2's ``launch`` that also works without GPUs.
+
+detectron2 v0.6's ``launch`` asserts CUDA when it starts more than one process; this one picks
+NCCL when CUDA is available and gloo otherwise, so ``--num-gpus 2`` runs two CPU processes.
+Collectives time out after ``timeout`` so a dead or stuck worker stops the job with a message
+instead of hanging it. Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment)
+the process group is initialised from the environment and nothing is spawned.
+"""
+import os
+import socket
+from datetime import timedelta
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+DEFAULT_TIMEOUT = timedelta(minutes=30)
+
+
+class WorkerFailedError(RuntimeError):
+    """A worker process of a multi-process job exited with an error or was killed."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def get_local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def synchronize() -> None:
+    if get_world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum of ``t`` over processes (a copy; ``t`` is unchanged)."""
+    t = t.clone()
+    if get_world_size() > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1,
+           machine_rank: int = 0, dist_url: str = "auto", args: Sequence[Any] = (),
+           timeout: timedelta = DEFAULT_TIMEOUT) -> None:
+    """Run ``main_func(*args)`` in ``num_gpus_per_machine * num_machines`` processes.
+
+    One process: called directly. Several: spawned here (``dist_url`` "auto" picks a free local
+    port; multi-machine jobs need an explicit ``tcp://host:port``). If a worker fails the others
+    are stopped and ``WorkerFailedError`` says which one and how.
+    """
+    if launched_by_torchrun():
+        if not dist.is_initialized():
+            dist.init_process_group(_backend(), timeout=timeout)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(get_local_rank())
+        try:
+            main_func(*args)
+        finally:
+            dist.destroy_process_group()
+        return
+    world_size = num_gpus_per_machine * num_machines
+    if world_size <= 1:
+        main_func(*args)
+        return
+    if dist_url == "auto":
+        if num_machines != 1:
+            raise ValueError("--dist-url auto works on one machine only; give tcp://HOST:PORT "
+                             "of machine 0 for multi-machine jobs")
+        dist_url = f"tcp://127.0.0.1:{_free_port()}"
+    if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
+        raise ValueError(f"--num-gpus {num_gpus_per_machine} but only "
+                         f"{torch.cuda.device_count()} CUDA devices are visible")
+    ctx = mp.start_processes(_worker, nprocs=num_gpus_per_machine, join=False, start_method="spawn",
+                             args=(main_func, world_size, num_gpus_per_machine, machine_rank,
+                                   dist_url, tuple(args), timeout))
+    try:
+        while not ctx.join():
+            pass
+    except mp.ProcessExitedException as e:
+        how = f"signal {e.signal_name}" if e.signal_name else f"exit code {e.exit_code}"
+        raise WorkerFailedError(f"worker process {e.error_index} stopped with {how}; "
+                                "the other workers were stopped") from None
+    except mp.ProcessRaisedException as e:
+        raise WorkerFailedError(f"worker process {e.error_index} raised an error:\n{e}") from None
+
+
+def _worker(local_rank: int, main_func: Callable, world_size: int, num_gpus_per_machine: int,
+            machine_rank: int, dist_url: str, args: tuple, timeout: timedelta) -> None:
+    rank = machine_rank * num_gpus_per_machine + local_rank
+    os.environ["LOCAL_RANK"] = str(local_rank)
+    os.environ["LOCAL_WORLD_SIZE"] = str(num_gpus_per_machine)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(_backend(), init_method=dist_url, world_size=world_size, rank=rank,
+                            timeout=timeout)
+    try:
+        synchronize()
+        main_func(*args)
+    finally:
+        dist.destroy_process_group()

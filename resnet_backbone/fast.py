@@ -1,0 +1,179 @@
+"""Optional inference/training fast paths, each checked against the plain path by the tests.
+
+* ``fold_frozen_bn``: a convolution followed by a FrozenBN (or an eval-mode BN) becomes one
+  convolution with a bias; the network then runs one op per layer instead of two.
+* ``to_channels_last``: NHWC weights, so oneDNN / cuDNN pick their channels-last kernels.
+* ``autocast_context``: bf16/fp16 autocast where the device supports it (bf16 on CPUs with
+  oneDNN bf16 support, bf16/fp16 on GPUs).
+* ``maybe_compile``: ``torch.compile`` when it is available.
+
+``optimize_for_inference`` combines them with defaults that are the fastest correct choice measured
+on our machines (see BENCHMARKS.md): fold BN, channels-last, fp32, no compile.
+"""
+import contextlib
+import copy
+from typing import ContextManager, Optional
+
+import torch
+from detectron2.layers import FrozenBatchNorm2d
+from torch import nn
+
+#: dtype names accepted by ``autocast_context`` and the benchmark tool.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _fold_scale_shift(norm: nn.Module):
+    """(scale, shift) of an inference-time norm layer, or None if it cannot be folded."""
+    if isinstance(norm, FrozenBatchNorm2d) or (
+            isinstance(norm, nn.modules.batchnorm._BatchNorm) and not norm.training
+            and norm.track_running_stats and norm.running_var is not None):
+        weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
+        bias = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_mean)
+        scale = weight * (norm.running_var + norm.eps).rsqrt()
+        return scale, bias - norm.running_mean * scale
+    return None
+
+
+@torch.no_grad()
+def fold_frozen_bn(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """Fold every ``conv -> norm`` pair (a ``Conv2d`` with a ``norm`` child: our ``ConvNorm`` and
+    detectron2's ``Conv2d``) whose norm is FrozenBN or a BN in eval mode into the convolution.
+
+    Returns a copy (the original keeps its state-dict names and loads checkpoints as before)
+    unless ``inplace``. The result is for inference: its folded convs no longer hold the norm's
+    statistics, so training it would not update them. Norms in training mode (BN of a model not
+    put in ``eval()``), GN and SyncBN in training are left as they are.
+    """
+    if not inplace:
+        model = copy.deepcopy(model)
+    for module in model.modules():
+        norm = getattr(module, "norm", None)
+        if not isinstance(module, nn.Conv2d) or not isinstance(norm, nn.Module):
+            continue
+        folded = _fold_scale_shift(norm)
+        if folded is None:
+            continue
+        scale, shift = folded
+        weight = module.weight * scale.reshape(-1, 1, 1, 1).to(module.weight.dtype)
+        bias = shift if module.bias is None else module.bias * scale + shift
+        module.weight = nn.Parameter(weight, requires_grad=module.weight.requires_grad)
+        module.bias = nn.Parameter(bias.to(weight.dtype), requires_grad=module.weight.requires_grad)
+        module.norm = None
+    return model
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Store 4-D weights channels-last (in place). Inputs need not be converted: PyTorch runs a
+    convolution channels-last when its weight is, and the layout then flows through the net."""
+    return model.to(memory_format=torch.channels_last)
+
+
+def supports_dtype(device: str, dtype: str) -> bool:
+    """Whether autocast to ``dtype`` ('fp32', 'bf16', 'fp16') has fast kernels on ``device``."""
+    check_dtype(dtype)
+    if dtype == "fp32":
+        return True
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available() and (dtype == "fp16" or torch.cuda.is_bf16_supported())
+    if torch.device(device).type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    probe = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[dtype]
+    try:
+        return bool(getattr(torch.ops.mkldnn, probe)())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}; valid choices: {', '.join(DTYPES)}")
+    return dtype
+
+
+def autocast_context(device: str, dtype: str = "fp32") -> ContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``; a no-op context for fp32.
+
+    Raises ValueError when the device has no fast kernels for that dtype (e.g. bf16 on a CPU
+    without AVX512-BF16/AMX), rather than silently running an emulated, slower path.
+    """
+    if check_dtype(dtype) == "fp32":
+        return contextlib.nullcontext()
+    if not supports_dtype(device, dtype):
+        raise ValueError(f"{dtype} is not supported on device {device!r} here; use dtype 'fp32'")
+    return torch.autocast(torch.device(device).type, dtype=DTYPES[dtype])
+
+
+def compile_available() -> bool:
+    """Whether ``torch.compile`` can run here (dynamo supports this Python and torch build)."""
+    try:
+        import torch._dynamo  # noqa: F401
+        return hasattr(torch, "compile") and torch._dynamo.is_dynamo_supported()
+    except Exception:  # an import or platform failure means "not available"
+        return False
+
+
+def maybe_compile(model: nn.Module, enabled: bool, **compile_kwargs) -> nn.Module:
+    """``torch.compile(model)`` if ``enabled`` (ValueError if it cannot run here), else
+    ``model``."""
+    if not enabled:
+        return model
+    if not compile_available():
+        raise ValueError("torch.compile is not available in this environment; use compile=False")
+    return torch.compile(model, **compile_kwargs)
+
+
+class FastInference(nn.Module):
+    """Wraps an optimised model: runs its forward under autocast and returns fp32 outputs."""
+
+    def __init__(self, model: nn.Module, device: str, dtype: str):
+        super().__init__()
+        self.model = model
+        self.device_type = torch.device(device).type
+        self.dtype = check_dtype(dtype)
+
+    def forward(self, *args, **kwargs):
+        with autocast_context(self.device_type, self.dtype):
+            out = self.model(*args, **kwargs)
+        return _to_float(out) if self.dtype != "fp32" else out
+
+
+def _to_float(out):
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, dict):
+        return {k: _to_float(v) for k, v in out.items()}
+    if isinstance(out, (list, tuple)):
+        return type(out)(_to_float(v) for v in out)
+    return out
+
+
+def optimize_for_inference(model: nn.Module, *, fold_bn: Optional[bool] = None,
+                           channels_last: Optional[bool] = None, dtype: str = "fp32",
+                           compile: bool = False, device: Optional[str] = None) -> nn.Module:
+    """An eval-mode copy of ``model`` with the chosen fast paths; the original is untouched.
+
+    Defaults (measured, BENCHMARKS.md): fold BN (fewer ops, same result) except on CUDA with
+    bf16/fp16, where PyTorch adds the folded bias with a slower kernel than cuDNN's channels-last
+    BN (``None`` = that choice); channels-last on
+    (``None`` = on); fp32 (bf16 autocast is optional: faster on AVX512-BF16 CPUs and on GPUs but
+    only agrees with fp32 to ~1e-2); no ``torch.compile`` (about a minute of compilation on 2
+    CPU cores; its speed-up was not measured). ``device`` defaults to the model's.
+    """
+    check_dtype(dtype)
+    if device is None:
+        param = next(model.parameters(), None)
+        device = str(param.device) if param is not None else "cpu"
+    optimized = copy.deepcopy(model).eval()
+    if fold_bn is None:
+        fold_bn = not (torch.device(device).type == "cuda" and dtype != "fp32")
+    if fold_bn:
+        optimized = fold_frozen_bn(optimized, inplace=True)
+    if channels_last is None or channels_last:
+        optimized = to_channels_last(optimized)
+    for p in optimized.parameters():
+        p.requires_grad_(False)
+    optimized = maybe_compile(optimized, compile)
+    if dtype != "fp32":
+        autocast_context(device, dtype)  # raises now if the device lacks the dtype
+        optimized = FastInference(optimized, device, dtype)
+    return optimized

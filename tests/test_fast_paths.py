@@ -1,0 +1,130 @@
+"""Each fast path of ``resnet_backbone.fast`` gives the plain path's outputs within tolerance."""
+import copy
+import os
+
+import pytest
+import torch
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
+from torch import nn
+
+from resnet_backbone import build_resnet
+from resnet_backbone.fast import (autocast_context, compile_available, fold_frozen_bn,
+                                  maybe_compile, optimize_for_inference, supports_dtype,
+                                  to_channels_last)
+
+
+def randomize_norm_stats(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN/FrozenBN statistics and affine parameters, so folding has work to do."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    return model
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    torch.manual_seed(0)
+    return randomize_norm_stats(build_resnet(50, num_classes=10)).eval()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def test_fold_bn_classifier_agrees_and_keeps_original(classifier, image):
+    names = list(classifier.state_dict())
+    folded = fold_frozen_bn(classifier)
+    with torch.no_grad():
+        ref, out = classifier(image), folded(image)
+    assert rel_err(out, ref) < 1e-4
+    # The original is untouched: same names, still loads its own checkpoint.
+    assert list(classifier.state_dict()) == names
+    classifier.load_state_dict(copy.deepcopy(classifier.state_dict()))
+    assert not any(".norm." in k for k in folded.state_dict())
+    assert folded.res2[0].conv1.bias is not None
+
+
+def test_fold_bn_detectron2_backbone_frozen_bn():
+    """Our C4 backbone (FrozenBN) and detectron2's own builtin backbone both fold."""
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_resnet_backbone
+    torch.manual_seed(0)
+    ours = randomize_norm_stats(build_resnet(50, norm="FrozenBN", out_features=["res4"],
+                                             freeze_at=2)).eval()
+    cfg = get_cfg()
+    cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.NORM = 50, "FrozenBN"
+    peer = randomize_norm_stats(build_resnet_backbone(cfg, ShapeSpec(channels=3))).eval()
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    for model in (ours, peer):
+        folded = fold_frozen_bn(model)
+        assert not any(isinstance(m, FrozenBatchNorm2d) for m in folded.modules())
+        with torch.no_grad():
+            assert rel_err(folded(x)["res4"], model(x)["res4"]) < 1e-4
+
+
+def test_fold_bn_leaves_training_bn_alone(classifier):
+    train_model = copy.deepcopy(classifier).train()
+    folded = fold_frozen_bn(train_model)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == \
+        sum(isinstance(m, nn.BatchNorm2d) for m in train_model.modules())
+
+
+def test_channels_last_agrees(classifier, image):
+    cl = to_channels_last(copy.deepcopy(classifier))
+    assert cl.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert rel_err(cl(image), classifier(image)) < 1e-4
+        assert rel_err(cl(image.contiguous(memory_format=torch.channels_last)),
+                       classifier(image)) < 1e-4
+
+
+def test_optimize_for_inference_defaults_agree(classifier, image):
+    fast = optimize_for_inference(classifier)
+    with torch.no_grad():
+        assert rel_err(fast(image), classifier(image)) < 1e-4
+    assert classifier.res2[0].conv1.norm is not None  # original untouched
+
+
+@pytest.mark.skipif(not supports_dtype("cpu", "bf16"),
+                    reason="this CPU has no oneDNN bf16 support (AVX512-BF16/AMX)")
+def test_bf16_autocast_agrees(classifier, image):
+    with torch.no_grad():
+        ref = classifier(image)
+        with autocast_context("cpu", "bf16"):
+            out = classifier(image)
+        fast = optimize_for_inference(classifier, dtype="bf16")(image)
+    assert out.dtype == torch.bfloat16 and fast.dtype == torch.float32
+    assert rel_err(out, ref) < 5e-2
+    assert rel_err(fast, ref) < 5e-2
+
+
+def test_bad_dtype_is_rejected():
+    with pytest.raises(ValueError, match="valid choices"):
+        autocast_context("cpu", "fp8")
+    if not supports_dtype("cpu", "fp16"):
+        with pytest.raises(ValueError, match="not supported"):
+            autocast_context("cpu", "fp16")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not compile_available(), reason="torch.compile is not available here")
+@pytest.mark.skipif(os.environ.get("RESNET_BACKBONE_TEST_COMPILE") != "1",
+                    reason="inductor compiles for ~1 min on 2 CPU cores (outside the suite's "
+                           "budget); set RESNET_BACKBONE_TEST_COMPILE=1 to run it")
+def test_compile_agrees_on_tiny_cifar_net():
+    torch.manual_seed(0)
+    model = randomize_norm_stats(build_resnet(8, cifar=True, num_classes=10)).eval()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    compiled = maybe_compile(fold_frozen_bn(model), True)
+    with torch.no_grad():
+        assert rel_err(compiled(x), model(x)) < 1e-4
