@@ -32,6 +32,8 @@ setup(
         "tqdm",
         "tensorboard",
         "matplotlib",
+        "tabulate",
+        "pyyaml",
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -33,7 +33,7 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -315,6 +315,31 @@ def _umask() -> int:
     return mask
 
 
+def _write_atomic(path: os.PathLike, write: Callable[[Any], None],
+                  verify: Optional[Callable[[Path], None]]) -> str:
+    """Write through ``write(file)`` to a temporary file beside ``path``, fsync it, run
+    ``verify(tmp_path)``, rename it over ``path`` and fsync the folder. On any failure the
+    temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; torch.save's mode
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if verify is not None:
+            verify(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return str(path)
+
+
 def save_checkpoint_atomic(obj: Any, path: os.PathLike, *, verify: bool = True) -> str:
     """``torch.save`` ``obj`` to ``path`` so that a crash never leaves a torn file there.
 
@@ -325,24 +350,15 @@ def save_checkpoint_atomic(obj: Any, path: os.PathLike, *, verify: bool = True) 
     the folder. On any failure the temporary file is removed and ``path`` is untouched.
     Returns ``str(path)``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; torch.save's mode
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if verify:
-            _verify_saved(Path(tmp), path)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return str(path)
+    return _write_atomic(path, lambda f: torch.save(obj, f),
+                         (lambda tmp: _verify_saved(tmp, Path(path))) if verify else None)
+
+
+def save_pickle_atomic(obj: Any, path: os.PathLike) -> str:
+    """A plain pickle (protocol 2: what detectron2 and the Python 2 Detectron read), written
+    like :func:`save_checkpoint_atomic` and read back through the restricted unpickler before
+    it replaces ``path``. Returns ``str(path)``."""
+    return _write_atomic(path, lambda f: pickle.dump(obj, f, protocol=2), load_checkpoint_file)
 
 
 def _verify_saved(tmp: Path, final: Path) -> None:

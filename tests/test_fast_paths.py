@@ -128,3 +128,10 @@ def test_compile_agrees_on_tiny_cifar_net():
     compiled = maybe_compile(fold_frozen_bn(model), True)
     with torch.no_grad():
         assert rel_err(compiled(x), model(x)) < 1e-4
+
+
+def test_bn_folding_default_follows_the_measurements():
+    from resnet_backbone.fast import folding_pays_off
+    assert folding_pays_off("cpu", "fp32") and folding_pays_off("cpu", "bf16")
+    assert folding_pays_off("cuda", "fp32") and folding_pays_off("cuda:1", "fp32")
+    assert not folding_pays_off("cuda", "bf16") and not folding_pays_off("cuda", "fp16")

@@ -80,6 +80,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="untimed runs per model first")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--json", default="output/benchmark.json", help="where to write the results")
+    p.add_argument("--render", metavar="JSON", help="print the tables of a saved run as Markdown "
+                   "(what BENCHMARKS.md shows) and exit; runs nothing")
     p.add_argument("--classifier-modes", default="train,inference",
                    help="classifier row: 'train', 'inference' or both (comma-separated); "
                         "training alone keeps --compile runs short")
@@ -451,15 +453,27 @@ def machine() -> dict:
     return info
 
 
-def print_table(results: List[dict]) -> None:
+def print_table(results: List[dict], tablefmt: str = "simple") -> None:
     from tabulate import tabulate
     for row in ROWS:
         rs = [r for r in results if r["row"] == row]
         if not rs:
             continue
         keys = [k for k in rs[0] if k != "row"]
-        print(f"\n== {row} ==")
-        print(tabulate([[r.get(k) for k in keys] for r in rs], headers=keys, floatfmt=".3f"))
+        print(f"\n== {row} ==" if tablefmt == "simple" else f"\n#### {row}\n")
+        print(tabulate([[r.get(k) for k in keys] for r in rs], headers=keys, floatfmt=".3f",
+                       tablefmt=tablefmt))
+
+
+def render(path: str) -> dict:
+    """Markdown tables and the settings of a run saved with ``--json``."""
+    with open(path) as f:
+        report = json.load(f)
+    m = report["machine"]
+    print(f"`{report['command']}` ({report['date']}; {m.get('gpu', m.get('processor') or 'CPU')}, "
+          f"torch {m['torch']}, {m['threads']} threads, {report['seconds']:.0f} s)")
+    print_table(report["results"], tablefmt="github")
+    return report
 
 
 RUNNERS = dict(classifier=classifier_row, backbone=backbone_row, detector=detector_row,
@@ -468,6 +482,8 @@ RUNNERS = dict(classifier=classifier_row, backbone=backbone_row, detector=detect
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.render:
+        return render(args.render)
     if args.threads:
         torch.set_num_threads(args.threads)
     bench = Bench(args)

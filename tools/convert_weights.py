@@ -13,10 +13,7 @@ Files are read safely (``resnet_backbone.checkpoint.load_checkpoint_file``: no c
 Bad input ends with one line ``error: ...`` and exit status 1.
 """
 import argparse
-import os
-import pickle
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Tuple
@@ -26,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from resnet_backbone import convert  # noqa: E402
 from resnet_backbone.checkpoint import (CheckpointError, load_checkpoint_file,  # noqa: E402
-                                        save_checkpoint_atomic)
+                                        save_checkpoint_atomic, save_pickle_atomic)
 
 #: --from choice -> the formats of ``convert.detect_format`` it covers.
 SOURCES = {"torchvision": ("torchvision_resnet", "torchvision_vgg16"),
@@ -82,25 +79,6 @@ def convert_to(sd: Dict[str, Any], target: str) -> Dict[str, Any]:
     if target == "caffe2":
         return convert.paper_to_caffe2_resnet(sd)
     return convert.paper_to_detectron2_resnet(sd)
-
-
-def save_pickle_atomic(obj: Any, path: str) -> None:
-    """A plain pickle (protocol 2, what detectron2 and Python 2 Detectron read) written to a
-    temporary file, fsynced, renamed into place: a crash never leaves a torn ``.pkl``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=2)
-            f.flush()
-            os.fsync(f.fileno())
-        load_checkpoint_file(tmp)  # reads back through the safe loader, as .pth files are
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write(sd: Dict[str, Any], target: str, path: str) -> None:

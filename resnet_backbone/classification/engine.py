@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
+from ..checkpoint import (CheckpointError, load_checkpoint_file, load_state_dict_checked,
+                          save_checkpoint_atomic)
 from ..distributed import all_reduce_sum, get_local_rank, get_rank, get_world_size, synchronize
 from ..model_zoo import create_model
 from .data import ArrayDataset, build_datasets, check_num_classes
@@ -55,25 +56,9 @@ def build_model(cfg) -> nn.Module:
 
 
 def load_model_weights(model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
-    """Strict load that lists every missing, unexpected and shape-mismatched entry."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"  {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        lines = [f"{source} does not match the model:"]
-        if shapes:
-            lines += ["shape mismatches:"] + shapes
-        if missing:
-            lines.append(f"missing in the checkpoint: {', '.join(missing[:20])}"
-                         + (" ..." if len(missing) > 20 else ""))
-        if unexpected:
-            lines.append(f"not in the model: {', '.join(unexpected[:20])}"
-                         + (" ..." if len(unexpected) > 20 else ""))
-        lines.append("Check MODEL.NAME / MODEL.NUM_CLASSES / MODEL.SHORTCUT against the checkpoint.")
-        raise ValueError("\n".join(lines))
-    model.load_state_dict(state)
+    """Strict load: a ``CheckpointError`` lists every missing, unexpected and shape-mismatched
+    entry (check MODEL.NAME / MODEL.NUM_CLASSES / MODEL.SHORTCUT against the checkpoint)."""
+    load_state_dict_checked(model, state, strict=True, source=source)
 
 
 # ----------------------------------------------------------------------------- data
