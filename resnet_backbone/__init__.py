@@ -8,6 +8,14 @@ PyTorch classifiers and Detectron2 backbones.
 """
 __version__ = "0.1.0"
 
+import warnings
+
+# detectron2 and fvcore decorate functions with torch.jit.script at import time; PyTorch >= 2.9
+# warns about it once per process, on every command of this package. The warning concerns their
+# code, not the user's, so it is silenced for that exact message only.
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated",
+                        category=FutureWarning)
+
 from .blocks import BasicBlock, BottleneckBlock, CifarStem, ImageNetStem, make_stage
 from .model_zoo import create_model, list_models, register_model
 from .resnet import ResNet, ResNetClassifier, build_resnet
