@@ -2,7 +2,8 @@
 
 Importing it registers ``build_paper_resnet``, ``build_paper_resnet_fpn_backbone`` and
 ``build_vgg16_backbone`` (``BACKBONE_REGISTRY``), ``PaperRes5ROIHeads`` (``ROI_HEADS_REGISTRY``)
-and ``VGG16BoxHead`` (``ROI_BOX_HEAD_REGISTRY``). Configs need ``add_paper_resnet_config(cfg)``
+and ``VGG16BoxHead`` (``ROI_BOX_HEAD_REGISTRY``), and the ``voc_2012_test`` images (result
+files for the VOC server). Configs need ``add_paper_resnet_config(cfg)``
 first; ``configs/detection/`` holds the paper's Faster R-CNN recipes.
 """
 from .backbone import build_paper_resnet, build_paper_resnet_fpn_backbone, build_vgg16_backbone
@@ -10,8 +11,10 @@ from .checkpoint import PaperDetectionCheckpointer
 from .config import add_paper_resnet_config, get_detection_cfg
 from .roi_heads import PaperRes5ROIHeads
 from .vgg import VGG16BoxHead
+from .voc_submission import VOCSubmissionWriter, register_voc_test_images  # + voc_2012_test
 
 __all__ = [
     "add_paper_resnet_config", "get_detection_cfg", "build_paper_resnet", "build_paper_resnet_fpn_backbone",
     "build_vgg16_backbone", "PaperRes5ROIHeads", "VGG16BoxHead", "PaperDetectionCheckpointer",
+    "VOCSubmissionWriter", "register_voc_test_images",
 ]

@@ -7,7 +7,8 @@ checks that their files exist before a long job starts.
 * detectron2 registers COCO / VOC (``coco_2017_train``, ``voc_2007_trainval``, ...) itself when
   ``detectron2.data`` is imported, under ``$DETECTRON2_DATASETS`` (default ``./datasets``).
   ``check_datasets`` turns "file not found" deep inside a data loader into one clear message.
-* ``evaluator_type(name)``: "coco" or "pascal_voc", also for datasets registered without it
+* ``evaluator_type(name)``: "coco", "pascal_voc" or "pascal_voc_submission" (VOC 2012 test,
+  ``voc_submission.py``), also for datasets registered without it
   (``register_pascal_voc`` on a user folder sets only dirname/year/split).
 * ``numpy_compat()``: detectron2 v0.6 reads VOC image lists with ``np.str``, which NumPy 2
   removed; inside this context the old alias exists again (nothing changes on detectron2 main).
@@ -20,6 +21,8 @@ from typing import Iterable, Iterator, List, Sequence
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
+
+from .voc_submission import EVALUATOR_TYPE as VOC_SUBMISSION
 
 #: NumPy aliases detectron2 v0.6 uses (``np.str`` in ``load_voc_instances``) and NumPy 2 lacks.
 _V06_NUMPY_ALIASES = {"str": str, "int": int, "float": float, "object": object}
@@ -85,9 +88,11 @@ def evaluator_type(name: str) -> str:
 
 def _files_of(name: str) -> List[str]:
     meta = MetadataCatalog.get(name)
-    if evaluator_type(name) == "pascal_voc":
-        return [os.path.join(meta.dirname, "ImageSets", "Main", f"{meta.split}.txt"),
-                os.path.join(meta.dirname, "Annotations"), os.path.join(meta.dirname, "JPEGImages")]
+    kind = evaluator_type(name)
+    if kind in ("pascal_voc", VOC_SUBMISSION):
+        listing = os.path.join(meta.dirname, "ImageSets", "Main", f"{meta.split}.txt")
+        annotations = [os.path.join(meta.dirname, "Annotations")] if kind == "pascal_voc" else []
+        return [listing, *annotations, os.path.join(meta.dirname, "JPEGImages")]
     return [p for p in (getattr(meta, "json_file", None), getattr(meta, "image_root", None)) if p]
 
 
@@ -101,7 +106,7 @@ def check_datasets(names: Iterable[str]) -> None:
                 f"--dataset {name} JSON IMAGE_ROOT (COCO format), or use a detectron2 builtin, "
                 "e.g. "
                 "coco_2017_train, coco_2017_val, voc_2007_trainval, voc_2012_trainval, "
-                "voc_2007_test.")
+                "voc_2007_test, voc_2012_test (images only: writes server result files).")
         missing = [p for p in _files_of(name) if not os.path.exists(p)]
         if missing:
             root = os.getenv("DETECTRON2_DATASETS", "datasets")

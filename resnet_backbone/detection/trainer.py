@@ -23,7 +23,8 @@ from detectron2.utils import comm
 
 from ..checkpoint import CheckpointError, load_checkpoint_file
 from .checkpoint import PaperDetectionCheckpointer
-from .datasets import evaluator_type, numpy_compat
+from .datasets import VOC_SUBMISSION, evaluator_type, numpy_compat
+from .voc_submission import VOCSubmissionWriter
 
 logger = logging.getLogger("detectron2.resnet_backbone")
 
@@ -124,8 +125,11 @@ class DetectionTrainer(DefaultTrainer):
                                  output_dir=output_folder, use_fast_impl=has_compiled_ops())
         if kind == "pascal_voc":
             return PascalVOCDetectionEvaluator(dataset_name)
+        if kind == VOC_SUBMISSION:
+            return VOCSubmissionWriter(dataset_name, output_folder or os.path.join(
+                cfg.OUTPUT_DIR, "inference", dataset_name))
         raise ValueError(f"Dataset {dataset_name!r} has evaluator_type {kind!r}; this trainer "
-                         "evaluates 'coco' and 'pascal_voc' detection datasets.")
+                         f"evaluates 'coco', 'pascal_voc' and '{VOC_SUBMISSION}' datasets.")
 
     @classmethod
     def build_train_loader(cls, cfg):
