@@ -383,8 +383,9 @@ def test_corrupt_files_get_clear_errors(tmp_path):
     notzip = tmp_path / "other.pth"
     with zipfile.ZipFile(notzip, "w") as zf:
         zf.writestr("readme.txt", "not a checkpoint")
-    cases = {tmp_path / "missing.pth": "does not exist", tmp_path / "empty.pth": "",
-             tmp_path / "junk.pth": "", cut: "", notzip: "",
+    cases = {tmp_path / "missing.pth": "does not exist", tmp_path / "empty.pth": "is empty",
+             tmp_path / "junk.pth": "neither a torch checkpoint nor a readable pickle",
+             cut: "truncated or corrupt", notzip: "truncated or corrupt",
              tmp_path / "cut.pkl": "truncated or corrupt"}
     (tmp_path / "empty.pth").write_bytes(b"")
     (tmp_path / "junk.pth").write_bytes(b"hello, not a checkpoint")
@@ -475,7 +476,7 @@ _WRITER = textwrap.dedent("""
 
 
 def _start_writer(out, pause_at):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-c", _WRITER, str(out), str(pause_at), ckpt.__file__],
                             stdout=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
 
@@ -498,6 +499,7 @@ def test_sigkill_mid_write_never_leaves_a_torn_checkpoint(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
     assert lines == ["SAVED 0", "SAVED 1", "PAUSED"]
     temps = [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
     assert len(temps) == 1 and os.path.getsize(tmp_path / temps[0]) > 4_000_000  # the torn one
@@ -515,6 +517,7 @@ def test_sigkill_at_random_times_never_leaves_a_torn_checkpoint(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
     last = _assert_untorn(tmp_path / "last_checkpoint.pth")
     latest = latest_complete_checkpoint(tmp_path, "model_*.pth")
     # last_checkpoint is written before model_<it> in each iteration

@@ -21,7 +21,7 @@ FAST = ["DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False", "LOG_PERIOD", "2
 
 
 def run_cli(*args, check=True):
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
     proc = subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     if check:
@@ -88,14 +88,21 @@ def test_imagenet_recipe_cli_and_eval_only(imagenet_root, tmp_path):
     assert "val/ten_crop: top-1 error" in proc.stdout
 
 
+#: The no-argument demo, shortened (640 images, 150 iterations of 32; the demo's lr 0.1 at batch
+#: 64 scaled to 0.05 at batch 32), to a schedule that learns the task decisively. Measured by
+#: ``python scripts/measure_test_margins.py --workloads cls --seeds 0 1 2 3`` (default, AVX2 and
+#: one-thread kernels; 2026-11-23, AMD EPYC): top-1 error 0.0 % in all 16 runs. Chance: 90 %.
+EMBEDDED_SHORT = ["DATASETS.SYNTHETIC.NUM_TRAIN", 640, "DATASETS.SYNTHETIC.NUM_TEST", 200,
+                  "SOLVER.IMS_PER_BATCH", 32, "SOLVER.BASE_LR", 0.05, "SOLVER.MAX_ITER", 150,
+                  "SOLVER.STEPS", "(100, 130)", "TEST.EVAL_PERIOD", 150, *FAST]
+EMBEDDED_MAX_ERR = 30.0
+
+
 def test_embedded_default_learns_the_synthetic_data(tmp_path):
-    """The no-argument demo, shortened (fewer images and iterations)."""
     out = tmp_path / "demo"
-    proc = run_cli("DATASETS.SYNTHETIC.NUM_TRAIN", 640, "DATASETS.SYNTHETIC.NUM_TEST", 200,
-                   "SOLVER.IMS_PER_BATCH", 32, "SOLVER.MAX_ITER", 60, "SOLVER.STEPS", "(40, 50)",
-                   "TEST.EVAL_PERIOD", 60, "OUTPUT_DIR", out, *FAST)
+    proc = run_cli(*EMBEDDED_SHORT, "OUTPUT_DIR", out)
     err = json.loads((out / "final_results.json").read_text())["val/center"]["top1_err"]
-    assert err < 60, f"top-1 error {err}% (chance 90%)"
+    assert err < EMBEDDED_MAX_ERR, f"top-1 error {err}% (measured 0.0 %; chance 90 %)"
     assert f"outputs in {out.resolve()}" in proc.stdout
 
 

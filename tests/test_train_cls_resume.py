@@ -26,7 +26,7 @@ def cfg_with(out, *opts):
 
 
 def cli(*args, env_extra=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONWARNINGS": "ignore", **(env_extra or {})}
+    env = {**os.environ, "OMP_NUM_THREADS": "2", **(env_extra or {})}
     return [sys.executable, str(REPO / "tools" / "train_cls.py"), *map(str, args)], env
 
 

@@ -124,7 +124,8 @@ def test_visualize_draws_predictions(trained, coco_val, tmp_path):
                "--score-thresh", "0", "--output", str(tmp_path)])
     pngs = sorted(tmp_path.glob("*.png"))
     assert len(pngs) == 2
-    assert Image.open(pngs[0]).size == (2 * 160, 128)  # predictions | ground truth
+    with Image.open(pngs[0]) as png:
+        assert png.size == (2 * 160, 128)  # predictions | ground truth
 
 
 def test_init_from_train_cls_checkpoint_loads_backbone_and_res5(tmp_path):
@@ -219,10 +220,12 @@ def test_voc_evaluation_of_a_model(voc_dataset):
 
 
 #: The demo with a shorter schedule (the full one: 300 iterations) must still detect on held-out
-#: images. Measured: the full demo AP50 98.1; this short one 91.5 (both ResNet-18, seed 0).
+#: images. Measured by ``python scripts/measure_test_margins.py --workloads det --seeds 0 1``
+#: (2026-11-23, AMD EPYC): AP50 83.4 / 84.6 (default and AVX2 ATen kernels), 91.2 / 87.7 (AVX2
+#: in oneDNN too), 93.3 / 88.7 (one thread); worst 83.4. An untrained detector scores ~0.
 SHORT_DEMO = ["SOLVER.MAX_ITER", "120", "SOLVER.STEPS", "(100,)", "SOLVER.WARMUP_ITERS", "30",
               "SOLVER.CHECKPOINT_PERIOD", "1000"]
-SHORT_DEMO_MIN_AP50 = 70.0
+SHORT_DEMO_MIN_AP50 = 50.0
 
 
 @pytest.mark.slow
@@ -230,6 +233,6 @@ def test_default_demo_learns(tmp_path):
     """``python tools/train_det.py`` with no config: synthetic data, training, COCO evaluation."""
     proc = run_tool(*SHORT_DEMO, "OUTPUT_DIR", str(tmp_path), timeout=1200)  # ~80 s when idle
     box = json.loads((tmp_path / "results.json").read_text())["results"]["shapes_demo_val"]["bbox"]
-    assert box["AP50"] > SHORT_DEMO_MIN_AP50, box
+    assert box["AP50"] > SHORT_DEMO_MIN_AP50, f"AP50 {box['AP50']} (measured 83.4 to 93.3): {box}"
     assert (tmp_path / "data" / "shapes_demo_val" / "annotations.json").is_file()
     assert "Paper metric: shapes_demo_val: COCO mAP@.5" in proc.stderr + proc.stdout

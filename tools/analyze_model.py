@@ -14,15 +14,13 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tabulate import tabulate  # noqa: E402
+from tabulate import tabulate
 
-from resnet_backbone import list_models  # noqa: E402
-from resnet_backbone.analysis import analyze, table1_rows, table6_rows  # noqa: E402
+from resnet_backbone import list_models
+from resnet_backbone.analysis import analyze, table1_rows, table6_rows
 
 
 def parse_args(argv=None) -> argparse.Namespace:

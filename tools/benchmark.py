@@ -38,13 +38,12 @@ import sys
 import time
 from typing import Callable, Dict, List, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-import torchvision  # noqa: E402
+import torch
+import torchvision
 
-from resnet_backbone import build_resnet  # noqa: E402
-from resnet_backbone.fast import (DTYPES, autocast_context, maybe_compile,  # noqa: E402
+from resnet_backbone import build_resnet
+from resnet_backbone.fast import (DTYPES, autocast_context, maybe_compile,
                                   optimize_for_inference, supports_dtype)
 
 ROWS = ("classifier", "backbone", "detector", "memory", "scaling")

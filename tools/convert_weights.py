@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from resnet_backbone import convert  # noqa: E402
-from resnet_backbone.checkpoint import (CheckpointError, load_checkpoint_file,  # noqa: E402
+from resnet_backbone import convert
+from resnet_backbone.checkpoint import (CheckpointError, load_checkpoint_file,
                                         save_checkpoint_atomic, save_pickle_atomic)
 
 #: --from choice -> the formats of ``convert.detect_format`` it covers.

@@ -11,12 +11,10 @@ detector must use: the depth, shortcut, stride placement, and the RGB pixel mean
 """
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from resnet_backbone.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint_atomic  # noqa: E402
-from resnet_backbone.classification.config import cfg_from_checkpoint  # noqa: E402
+from resnet_backbone.checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
+from resnet_backbone.classification.config import cfg_from_checkpoint
 
 
 def export_backbone(weights: str, out: str) -> dict:

@@ -9,9 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from resnet_backbone.classification.plots import plot_curves, read_curves  # noqa: E402
+from resnet_backbone.classification.plots import plot_curves, read_curves
 
 
 def main(argv=None) -> int:

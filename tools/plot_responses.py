@@ -11,17 +11,16 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from resnet_backbone.checkpoint import CheckpointError, load_checkpoint_file  # noqa: E402
-from resnet_backbone.classification.config import cfg_from_checkpoint  # noqa: E402
-from resnet_backbone.classification.data import build_datasets  # noqa: E402
-from resnet_backbone.classification.engine import build_model, load_model_weights  # noqa: E402
-from resnet_backbone.classification.plots import plot_responses  # noqa: E402
-from resnet_backbone.classification.responses import layer_response_stds  # noqa: E402
-from resnet_backbone.classification.transforms import Normalizer, TestViews  # noqa: E402
+from resnet_backbone.checkpoint import CheckpointError, load_checkpoint_file
+from resnet_backbone.classification.config import cfg_from_checkpoint
+from resnet_backbone.classification.data import build_datasets
+from resnet_backbone.classification.engine import build_model, load_model_weights
+from resnet_backbone.classification.plots import plot_responses
+from resnet_backbone.classification.responses import layer_response_stds
+from resnet_backbone.classification.transforms import Normalizer, TestViews
 
 
 def responses_of(weights: str, num_images: int, dataset_root: str):

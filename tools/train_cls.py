@@ -19,14 +19,14 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectron2.engine import default_argument_parser  # noqa: E402
+import resnet_backbone  # noqa: F401  (first: quiets the named import warnings of detectron2)
+from detectron2.engine import default_argument_parser
 
-from resnet_backbone.checkpoint import CheckpointError  # noqa: E402
-from resnet_backbone.classification.config import check_cls_cfg, get_cls_cfg  # noqa: E402
-from resnet_backbone.classification.data import CorruptImageError  # noqa: E402
-from resnet_backbone.distributed import WorkerFailedError, launch  # noqa: E402
+from resnet_backbone.checkpoint import CheckpointError
+from resnet_backbone.classification.config import check_cls_cfg, get_cls_cfg
+from resnet_backbone.classification.data import CorruptImageError
+from resnet_backbone.distributed import WorkerFailedError, launch
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, CheckpointError, CorruptImageError,
                FloatingPointError)

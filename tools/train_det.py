@@ -17,19 +17,19 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-from detectron2.engine import default_argument_parser, launch  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
+import resnet_backbone  # noqa: F401  (first: quiets the named import warnings of detectron2)
+import torch
+from detectron2.engine import default_argument_parser, launch
+from detectron2.utils import comm
 
 # Importing the plugin registers the paper's backbones and ROI heads in detectron2's registries.
-from resnet_backbone.checkpoint import CheckpointError  # noqa: E402
-from resnet_backbone.detection import get_detection_cfg  # noqa: E402
-from resnet_backbone.detection.datasets import check_datasets, register_datasets  # noqa: E402
-from resnet_backbone.detection.demo import demo_config_file, write_demo_datasets  # noqa: E402
-from resnet_backbone.detection.trainer import (  # noqa: E402
-    DetectionTrainer, default_setup_safe, flat_results)  # noqa: E402
+from resnet_backbone.checkpoint import CheckpointError
+from resnet_backbone.detection import get_detection_cfg
+from resnet_backbone.detection.datasets import check_datasets, register_datasets
+from resnet_backbone.detection.demo import demo_config_file, write_demo_datasets
+from resnet_backbone.detection.trainer import (
+    DetectionTrainer, default_setup_safe, flat_results)
 
 logger = logging.getLogger("detectron2.resnet_backbone")
 

@@ -15,22 +15,21 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import resnet_backbone  # noqa: E402,F401  (first: registers the plugin, quiets import warnings)
-from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.data import transforms as T  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+import numpy as np
+import torch
+import resnet_backbone  # noqa: F401  (first: registers the plugin, quiets import warnings)
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import transforms as T
+from detectron2.data.detection_utils import read_image
+from PIL import Image, ImageDraw
 
-from resnet_backbone.checkpoint import CheckpointError  # noqa: E402
-from resnet_backbone.detection import get_detection_cfg  # noqa: E402
-from resnet_backbone.detection.datasets import (  # noqa: E402
+from resnet_backbone.checkpoint import CheckpointError
+from resnet_backbone.detection import get_detection_cfg
+from resnet_backbone.detection.datasets import (
     check_datasets, numpy_compat, register_datasets)
-from resnet_backbone.detection.demo import TRAIN_NAME, VAL_NAME, write_demo_datasets  # noqa: E402
-from resnet_backbone.detection.trainer import DetectionTrainer  # noqa: E402
+from resnet_backbone.detection.demo import TRAIN_NAME, VAL_NAME, write_demo_datasets
+from resnet_backbone.detection.trainer import DetectionTrainer
 
 DEMO_OUTPUT = "output/demo_shapes"
 

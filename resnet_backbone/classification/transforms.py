@@ -102,6 +102,8 @@ class CifarTrainTransform:
 class TestViews:
     """Builds the views of one test image for a given mode."""
 
+    __test__ = False  # a test-time transform, not a pytest test class
+
     def __init__(self, normalizer: Normalizer, resize: int = 0, crop: int = 0,
                  scales: Sequence[int] = (224, 256, 384, 480, 640), flip: bool = True):
         self.normalizer, self.resize, self.crop = normalizer, resize, crop

@@ -1,9 +1,47 @@
-"""The environment works: the package and detectron2 import, and a detectron2 Faster R-CNN
-builds and takes a real training step on CPU on synthetic COCO-format data."""
+"""The environment works: the package is installed (it imports from any directory) and
+detectron2 imports, a detectron2 Faster R-CNN builds and takes a real training step on CPU on
+synthetic COCO-format data, and the set-up script stops on a failing install step."""
 import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_package_is_installed_not_just_on_the_path():
+    """``import resnet_backbone`` works from any directory with this interpreter (the editable
+    install of ``make env``), and finds this checkout."""
+    proc = subprocess.run([sys.executable, "-c", "import resnet_backbone; print(resnet_backbone.__file__)"],
+                          cwd="/", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert Path(proc.stdout.strip()).resolve().is_relative_to(REPO.resolve()), proc.stdout
+
+
+def test_setup_stops_with_pips_error_on_a_broken_requirement(tmp_path):
+    """A failing install step stops ``scripts/setup_env.sh`` (hence ``make test``) with pip's own
+    message and a non-zero status, and leaves no half-built cache and no "ready" stamp."""
+    clone = tmp_path / "clone"
+    (clone / "scripts").mkdir(parents=True)
+    for name in ("setup.py", "scripts/setup_env.sh", "scripts/install_detectron2.py"):
+        shutil.copy(REPO / name, clone / name)
+    (clone / "requirements.txt").write_text("tqdm==999.0.0\n")  # no such release
+    base_python = getattr(sys, "_base_executable", sys.executable)  # an interpreter without detectron2
+    proc = subprocess.run(["bash", "scripts/setup_env.sh"], cwd=clone, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHON": base_python,
+                                            "RESNET_BACKBONE_CACHE": str(tmp_path / "cache")})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "tqdm==999.0.0" in out and "[setup_env] error: this step failed" in out, out[-3000:]
+    assert "ready" not in proc.stdout
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not any(cache.iterdir())  # the partial install was removed
+    assert not list(clone.glob(".venv/.ready-*"))
 
 
 def test_package_imports():
