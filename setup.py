@@ -1,13 +1,24 @@
 """resnet_backbone: the networks of "Deep Residual Learning for Image Recognition" (He et al.,
-CVPR 2016) as PyTorch classifiers and Detectron2 backbones."""
+CVPR 2016) as PyTorch classifiers and Detectron2 backbones.
+
+Three layers (README, "Repository layout"): the core (networks, weights, checkpoints, fast paths,
+benchmarks) needs torch, torchvision and fvcore only; ``[classification]`` adds what
+``resnet-train-cls`` needs; the detection layer (``resnet_backbone.detection``,
+``resnet-train-det``) needs detectron2, which is not on PyPI: install it from source or with
+``scripts/install_detectron2.py``, then the ``[detection]`` extra.
+"""
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).parent
+
+TOOLS = ["train_cls", "train_det", "benchmark", "analyze_model", "convert_weights",
+         "export_backbone", "plot_curves", "plot_responses", "visualize_det"]
+
 
 def read_version() -> str:
-    init = Path(__file__).parent / "resnet_backbone" / "__init__.py"
-    for line in init.read_text().splitlines():
+    for line in (HERE / "resnet_backbone" / "__init__.py").read_text().splitlines():
         if line.startswith("__version__"):
             return line.split("=")[1].strip().strip("\"'")
     raise RuntimeError("__version__ not found in resnet_backbone/__init__.py")
@@ -17,23 +28,21 @@ setup(
     name="resnet_backbone",
     version=read_version(),
     description="The ResNet paper's networks (He et al., CVPR 2016) as classifiers and Detectron2 backbones",
-    long_description=(Path(__file__).parent / "README.md").read_text(),
+    long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["resnet_backbone", "resnet_backbone.*"]),
+    # configs/ (the paper's recipes, the demos') ships inside the package as resnet_backbone.configs
+    packages=find_packages(include=["resnet_backbone", "resnet_backbone.*"]) + ["resnet_backbone.configs"],
+    package_dir={"resnet_backbone.configs": "configs"},
+    package_data={"resnet_backbone.configs": ["*/*.yaml", "*/*/*.yaml"]},
     python_requires=">=3.9",
-    install_requires=[
-        "torch>=2.1",
-        "torchvision>=0.16",
-        # Not on PyPI: install it with scripts/install_detectron2.py or from source (README).
-        "detectron2",
-        "fvcore",
-        "pycocotools",
-        "numpy",
-        "tqdm",
-        "tensorboard",
-        "matplotlib",
-        "tabulate",
-        "pyyaml",
-    ],
-    extras_require={"test": ["pytest"]},
+    install_requires=["torch>=2.1", "torchvision>=0.16", "fvcore", "numpy", "pillow", "pyyaml",
+                      "tabulate"],
+    extras_require={
+        "classification": ["tensorboard", "tqdm", "matplotlib"],
+        # + detectron2 v0.6 or main (not on PyPI; README "Installation and environment")
+        "detection": ["pycocotools", "matplotlib"],
+        "test": ["pytest", "tensorboard", "tqdm", "matplotlib", "pycocotools"],
+    },
+    entry_points={"console_scripts": [
+        f"resnet-{tool.replace('_', '-')}=resnet_backbone.cli.{tool}:main" for tool in TOOLS]},
 )

@@ -19,7 +19,11 @@ Saving never loses the previous checkpoint:
 
 Applying a state dict with a clear error:
 
-* ``state_dict_from_checkpoint``, ``describe_shape_mismatches``, ``load_state_dict_checked``.
+* ``state_dict_from_checkpoint``, ``incompatible_keys_table``, ``load_state_dict_checked``.
+
+fvcore checkpointers built on all of the above (``SafeCheckpointerMixin``, ``SafeCheckpointer``):
+the classification trainer uses them with fvcore's ``PeriodicCheckpointer``, and the detection
+layer mixes the same behaviour into detectron2's ``DetectionCheckpointer``.
 """
 import _compat_pickle
 import builtins
@@ -37,6 +41,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Opt
 
 import numpy as np
 import torch
+from fvcore.common.checkpoint import Checkpointer
 from tabulate import tabulate
 
 logger = logging.getLogger(__name__)
@@ -45,7 +50,8 @@ __all__ = [
     "CheckpointError", "UnsafeCheckpointError", "load_pickle_safely", "load_checkpoint_file",
     "save_checkpoint_atomic", "verify_checkpoint", "checkpoint_is_complete",
     "latest_complete_checkpoint", "state_dict_from_checkpoint", "describe_shape_mismatches",
-    "load_state_dict_checked",
+    "load_state_dict_checked", "incompatible_keys_table", "group_keys", "CONTAINER_KEYS",
+    "write_text_atomic", "SafeCheckpointerMixin", "SafeCheckpointer",
 ]
 
 
@@ -416,22 +422,39 @@ def latest_complete_checkpoint(directory: os.PathLike, pattern: str = "*.pth") -
 
 
 # --------------------------------------------------------------------------------------------
-# Applying a state dict
+# The weights inside a checkpoint, and applying them
 # --------------------------------------------------------------------------------------------
-def state_dict_from_checkpoint(obj: Any, path: os.PathLike = "checkpoint") -> Dict[str, Any]:
-    """The model state dict inside a loaded checkpoint: ``obj["model"]``, ``obj["state_dict"]``
-    or ``obj`` itself, with a ``module.`` prefix (DistributedDataParallel) removed."""
-    if isinstance(obj, Mapping):
-        for key in ("model", "state_dict"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(k, str) for k in obj):
-        raise CheckpointError(f"{path} holds no state dict: expected a dict of name -> tensor, "
-                              "or one under the key 'model' or 'state_dict'.")
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
+#: Keys under which checkpoints nest their weights: detectron2 / our trainers, Lightning-style
+#: files, Detectron (caffe2) detection models, pycls.
+CONTAINER_KEYS = ("model", "state_dict", "blobs", "model_state")
+
+
+def state_dict_from_checkpoint(obj: Any, source: os.PathLike = "checkpoint"
+                               ) -> Tuple[Dict[str, Any], str]:
+    """The weights inside a loaded checkpoint: ``(state_dict, container key or "")``.
+
+    Unwraps ``{"model": sd}``, ``{"state_dict": sd}``, ``{"blobs": sd}``, ``{"model_state": sd}``
+    and strips a ``module.`` prefix (DistributedDataParallel). Every value must be a tensor or a
+    numpy array; caffe2 ``*_momentum`` blobs are optimizer state and are dropped. Raises
+    ``CheckpointError`` naming ``source`` otherwise.
+    """
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source} holds no state dict: a {type(obj).__name__}, not a dict "
+                              f"of weights (name -> tensor, or one under "
+                              f"{', '.join(CONTAINER_KEYS)}).")
+    container = next((k for k in CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), "")
+    sd = dict(obj[container]) if container else dict(obj)
+    if sd and all(isinstance(k, str) and k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    sd = {k: v for k, v in sd.items() if not (isinstance(k, str) and k.endswith("_momentum"))}
+    bad = sorted(str(k) for k, v in sd.items()
+                 if not isinstance(k, str) or not isinstance(v, (torch.Tensor, np.ndarray)))
+    if bad or not sd:
+        found = f"non-array entries {bad[:5]}" if bad else "no weights"
+        raise CheckpointError(f"{source} holds no state dict: {found} (looked inside "
+                              f"{container or 'the top level'}; containers understood: "
+                              f"{', '.join(CONTAINER_KEYS)})")
+    return sd, container
 
 
 def _shape(value: Any) -> Optional[Tuple[int, ...]]:
@@ -439,20 +462,43 @@ def _shape(value: Any) -> Optional[Tuple[int, ...]]:
     return None if shape is None else tuple(int(s) for s in shape)
 
 
-def describe_shape_mismatches(model_state: Mapping[str, Any], ckpt_state: Mapping[str, Any]) -> str:
-    """A table (name | model shape | checkpoint shape) of the names both hold with different
-    shapes; ``""`` if there are none."""
-    rows = []
-    for name, value in model_state.items():
-        if name in ckpt_state:
-            mine, theirs = _shape(value), _shape(ckpt_state[name])
-            if mine != theirs:
-                rows.append((name, mine, theirs))
+def _shape_text(shape: Optional[Tuple[int, ...]]) -> str:
+    return "x".join(map(str, shape)) if shape is not None else "-"
+
+
+def shape_mismatches(model_state: Mapping[str, Any], ckpt_state: Mapping[str, Any]
+                     ) -> List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]]:
+    """(name, model shape, checkpoint shape) of the names both hold with different shapes."""
+    return [(name, _shape(value), _shape(ckpt_state[name])) for name, value in model_state.items()
+            if name in ckpt_state and _shape(value) != _shape(ckpt_state[name])]
+
+
+def group_keys(keys: Iterable[str]) -> List[str]:
+    """``a.b.weight``, ``a.b.bias`` -> ``a.b.{bias,weight}``: one entry per module."""
+    groups: Dict[str, List[str]] = collections.defaultdict(list)
+    for key in sorted(keys):
+        module, _, leaf = key.rpartition(".")
+        groups[module].append(leaf)
+    return [f"{m}.{{{','.join(v)}}}" if len(v) > 1 else (f"{m}.{v[0]}" if m else v[0])
+            for m, v in groups.items()]
+
+
+def incompatible_keys_table(missing: Iterable[str] = (), unexpected: Iterable[str] = (),
+                            mismatched: Iterable[Tuple[str, Any, Any]] = ()) -> str:
+    """One table of how a checkpoint and a model differ: shape mismatches (with both shapes),
+    names only the model has ("missing"), names only the checkpoint has ("unexpected"); names
+    are grouped per module. ``""`` if they do not differ. Both trainers report loads with it."""
+    rows = [("shape mismatch", name, _shape_text(a), _shape_text(b)) for name, a, b in mismatched]
+    rows += [("missing", k, "", "-") for k in group_keys(missing)]
+    rows += [("unexpected", k, "-", "") for k in group_keys(unexpected)]
     if not rows:
         return ""
-    return tabulate([(n, "x".join(map(str, a)) if a is not None else "-",
-                      "x".join(map(str, b)) if b is not None else "-") for n, a, b in rows],
-                    headers=["name", "model shape", "checkpoint shape"], tablefmt="pipe")
+    return tabulate(rows, headers=["", "name", "model shape", "checkpoint shape"], tablefmt="pipe")
+
+
+def describe_shape_mismatches(model_state: Mapping[str, Any], ckpt_state: Mapping[str, Any]) -> str:
+    """The table of :func:`incompatible_keys_table` for shape mismatches only; ``""`` if none."""
+    return incompatible_keys_table(mismatched=shape_mismatches(model_state, ckpt_state))
 
 
 class LoadResult(NamedTuple):
@@ -460,42 +506,106 @@ class LoadResult(NamedTuple):
     unexpected_keys: List[str]
 
 
-def _name_list(title: str, names: Iterable[str], limit: int = 20) -> str:
-    names = sorted(names)
-    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
-    shown = ", ".join(names[:limit]) + more
-    return f"{title} ({len(names)}): {shown}"
-
-
 def load_state_dict_checked(model: torch.nn.Module, state: Mapping[str, Any], *,
                             strict: bool = True, source: str = "checkpoint") -> LoadResult:
     """Copy ``state`` (tensors or numpy arrays) into ``model``.
 
     Shape mismatches always raise ``CheckpointError`` with a table of the names and both
-    shapes. With ``strict=True`` missing and unexpected keys raise too (listed); with
-    ``strict=False`` they are logged and returned. ``source`` names the file in messages.
+    shapes. With ``strict=True`` missing and unexpected keys raise too (in the same table);
+    with ``strict=False`` they are logged and returned. ``source`` names the file in messages.
+    BN step counters (``num_batches_tracked``) hold no weights and are never reported.
     """
     model_state = model.state_dict()
     state = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
-    missing = [k for k in model_state if k not in state]
-    unexpected = [k for k in state if k not in model_state]
-    table = describe_shape_mismatches(model_state, state)
-    problems = []
-    if table:
-        problems.append("shapes that do not match the model:\n" + table)
-    if strict and missing:
-        problems.append(_name_list("missing keys (in the model, not in the checkpoint)", missing))
-    if strict and unexpected:
-        problems.append(_name_list("unexpected keys (in the checkpoint, not in the model)",
-                                   unexpected))
-    if problems:
+    counter = lambda k: k.endswith("num_batches_tracked")  # noqa: E731
+    missing = [k for k in model_state if k not in state and not counter(k)]
+    unexpected = [k for k in state if k not in model_state and not counter(k)]
+    mismatched = shape_mismatches(model_state, state)
+    if mismatched or (strict and (missing or unexpected)):
+        table = incompatible_keys_table(missing if strict else (), unexpected if strict else (),
+                                        mismatched)
         raise CheckpointError(
-            f"{source} does not fit the model ({type(model).__name__}): " + "\n".join(problems)
-            + "\nWas it saved from a different architecture (depth, number of classes, "
-              "shortcut option)?")
-    if missing:
-        logger.warning("%s: %s", source, _name_list("missing keys left at their init", missing))
-    if unexpected:
-        logger.warning("%s: %s", source, _name_list("unexpected keys ignored", unexpected))
-    model.load_state_dict(state, strict=False)
+            f"{source} does not fit the model ({type(model).__name__}):\n{table}\nWas it saved "
+            "from a different architecture (depth, number of classes, shortcut option)?")
+    if missing or unexpected:
+        logger.warning("%s and the model differ (missing: left at their initial values; "
+                       "unexpected: ignored):\n%s", source, incompatible_keys_table(missing, unexpected))
+    model.load_state_dict({k: v for k, v in state.items() if k in model_state}, strict=False)
     return LoadResult(missing, unexpected)
+
+
+# --------------------------------------------------------------------------------------------
+# fvcore checkpointers that load safely, save atomically and resume from a readable file
+# --------------------------------------------------------------------------------------------
+def write_text_atomic(path: os.PathLike, text: str) -> str:
+    """Write a small text file (``last_checkpoint``) so it is never found half-written."""
+    return _write_atomic(path, lambda f: f.write(text.encode()), None)
+
+
+class SafeCheckpointerMixin:
+    """What the package's checkpointers add to fvcore's ``Checkpointer`` (and so to detectron2's
+    ``DetectionCheckpointer``, which the detection layer mixes it into):
+
+    * loading through :func:`load_checkpoint_file` (never plain ``torch.load``/``pickle``), with
+      a missing file named instead of an ``AssertionError``;
+    * saving through :func:`save_checkpoint_atomic`, and ``last_checkpoint`` written atomically;
+    * on resume, the tagged checkpoint if it is complete, else the newest complete periodic
+      checkpoint (``model_<iteration>.pth``): a crash while writing never stops a resume.
+    """
+
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        if path and "://" not in path and not os.path.isfile(path):  # URLs: fvcore's PathManager
+            raise CheckpointError(f"Checkpoint {path} does not exist (or is not a file).")
+        return super().load(path, checkpointables)
+
+    def _load_file(self, filename: str) -> Dict[str, Any]:
+        data = load_checkpoint_file(filename)
+        if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
+            return dict(data)
+        return {"model": state_dict_from_checkpoint(data, filename)[0]}
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        """As fvcore's (model, checkpointables, ``kwargs``; then tag it as the last checkpoint),
+        written atomically."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        save_checkpoint_atomic(data, save_file)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        write_text_atomic(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+
+    def get_checkpoint_file(self) -> str:
+        tagged = super().get_checkpoint_file()
+        if tagged and checkpoint_is_complete(tagged):
+            return tagged
+        newest = latest_complete_checkpoint(self.save_dir, "model_[0-9]*.pth") or ""
+        if tagged and newest:
+            self.logger.warning(f"The last checkpoint {tagged} cannot be read; resuming from "
+                                f"{newest} instead.")
+        return newest
+
+    def has_checkpoint(self) -> bool:
+        return bool(self.save_dir) and bool(self.get_checkpoint_file())
+
+
+class SafeCheckpointer(SafeCheckpointerMixin, Checkpointer):
+    """fvcore's ``Checkpointer`` for the package's trainers: safe, atomic, resumable (see
+    :class:`SafeCheckpointerMixin`), and strict: a checkpoint that does not fit the model (a
+    missing, unexpected or differently shaped weight) raises ``CheckpointError`` with one table
+    (:func:`load_state_dict_checked`) instead of training a partly initialised model."""
+
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        self._source = path
+        return super().load(path, checkpointables)
+
+    def _load_model(self, checkpoint: Dict[str, Any]) -> None:
+        load_state_dict_checked(self.model, checkpoint.pop("model"), strict=True,
+                                source=getattr(self, "_source", "checkpoint"))
+        return None  # nothing left to report

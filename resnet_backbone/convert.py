@@ -35,9 +35,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from detectron2.checkpoint.c2_model_loading import convert_basic_c2_names
-
-from .vgg import VGG16_LAYOUT, vgg16_conv_names
+from .models.vgg import VGG16_LAYOUT, vgg16_conv_names
 
 StateDict = Dict[str, Any]
 
@@ -129,7 +127,36 @@ def paper_to_torchvision_resnet(sd: Mapping[str, Any]) -> StateDict:
 
 # ---------------------------------------------------------------- caffe2 / MSRA ResNet
 
+#: Our module -> MSRA / Detectron caffe2 blob prefix: a block's layers, the stem, the classifier.
 _C2_BRANCH = {"conv1": "branch2a", "conv2": "branch2b", "conv3": "branch2c", "shortcut": "branch1"}
+#: caffe2 blob suffix -> our leaf name (BN blobs as MSRA writes them; GN as Detectron's GN models).
+_C2_LEAVES = {"w": "weight", "b": "bias", "bn_s": "norm.weight", "bn_b": "norm.bias",
+              "bn_rm": "norm.running_mean", "bn_riv": "norm.running_var",
+              "gn_s": "norm.weight", "gn_b": "norm.bias"}
+_C2_BLOB = re.compile(rf"(?P<module>.+?)_(?P<leaf>{'|'.join(_C2_LEAVES)})")
+_C2_BLOCK = re.compile(rf"res(?P<s>\d)_(?P<b>\d+)_(?P<branch>{'|'.join(_C2_BRANCH.values())})")
+
+
+def caffe2_name_to_paper(name: str) -> Optional[str]:
+    """One MSRA / Detectron caffe2 blob name as our parameter name (None if it is not one of a
+    ResNet's): ``conv1_w`` -> ``stem.conv1.weight``, ``res_conv1_bn_s`` ->
+    ``stem.conv1.norm.weight``, ``res3_1_branch2b_bn_b`` -> ``res3.1.conv2.norm.bias``,
+    ``res2_0_branch1_w`` -> ``res2.0.shortcut.weight``, ``fc1000_b`` -> ``linear.bias``.
+    The same names as detectron2's caffe2 loader gives (a detection test checks it)."""
+    blob = _C2_BLOB.fullmatch(name)
+    if blob is None:
+        return None
+    module, leaf = blob["module"], _C2_LEAVES[blob["leaf"]]
+    is_norm = leaf.startswith("norm.")
+    if module == "conv1" and not is_norm or module == "res_conv1" and is_norm:
+        return f"stem.conv1.{leaf}"
+    if module == "fc1000" and not is_norm:
+        return f"linear.{leaf}"
+    block = _C2_BLOCK.fullmatch(module)
+    if block is None:
+        return None
+    layer = {branch: ours for ours, branch in _C2_BRANCH.items()}[block["branch"]]
+    return f"res{block['s']}.{block['b']}.{layer}.{leaf}"
 
 
 def to_tensor(value: Any) -> torch.Tensor:
@@ -145,7 +172,7 @@ def to_numpy(value: Any) -> np.ndarray:
 def caffe2_resnet_to_paper(blobs: Mapping[str, Any], eps: float = BN_EPS) -> StateDict:
     """MSRA / Detectron caffe2 blobs (numpy arrays) -> our names (torch tensors).
 
-    Names are renamed by detectron2's ``convert_basic_c2_names``, plus ``fc1000`` -> ``linear``.
+    Names are renamed by :func:`caffe2_name_to_paper`.
     Optimizer state (``*_momentum``) is dropped. Affine-only BN gets the statistics described in
     the module docstring (``running_mean = 0``, ``running_var = 1 - eps``).
     """
@@ -153,11 +180,10 @@ def caffe2_resnet_to_paper(blobs: Mapping[str, Any], eps: float = BN_EPS) -> Sta
     dotted = [k for k in blobs if "." in k]
     if dotted:
         raise ValueError(f"Not caffe2 blob names (they have no dots): {sorted(dotted)[:5]}")
-    keys = list(blobs)
-    renamed = [re.sub(r"^fc1000\.", "linear.", k) for k in convert_basic_c2_names(keys)]
-    unknown = {old for old, new in zip(keys, renamed) if not _PAPER_RESNET_KEY.match(new)}
-    _check_keys(blobs, lambda k: k not in unknown, "caffe2 ResNet (MSRA R-50.pkl style)")
-    out = {new: to_tensor(blobs[old]) for old, new in zip(keys, renamed)}
+    renamed = {old: caffe2_name_to_paper(old) for old in blobs}
+    _check_keys(blobs, lambda k: renamed[k] is not None and bool(_PAPER_RESNET_KEY.match(renamed[k])),
+                "caffe2 ResNet (MSRA R-50.pkl style)")
+    out = {renamed[old]: to_tensor(value) for old, value in blobs.items()}
     for key in [k for k in out if k.endswith(".norm.weight")]:
         prefix, scale = key[: -len("weight")], out[key]
         if prefix + "bias" not in out:
@@ -186,8 +212,7 @@ def paper_to_caffe2_resnet(sd: Mapping[str, Any], eps: float = BN_EPS,
             scale = sd[key] / np.sqrt(sd.pop(p + "running_var") + eps)
             sd[p + "bias"] = sd[p + "bias"] - sd.pop(p + "running_mean") * scale
             sd[key] = scale
-    leaves = {"weight": "w", "bias": "b", "norm.weight": "bn_s", "norm.bias": "bn_b",
-              "norm.running_mean": "bn_rm", "norm.running_var": "bn_riv"}
+    leaves = {ours: c2 for c2, ours in _C2_LEAVES.items() if not c2.startswith("gn_")}
     out = {}
     for key, value in sd.items():
         if key.startswith("linear."):
@@ -320,33 +345,6 @@ _TO_PAPER: Dict[str, Callable[[Mapping[str, Any]], StateDict]] = {
     "torchvision_vgg16": torchvision_vgg16_to_paper,
     "caffe2_resnet": caffe2_resnet_to_paper,
 }
-
-
-#: Keys under which checkpoints nest their weights: detectron2 / our trainers, Lightning-style
-#: files, Detectron (caffe2) detection models, pycls.
-CONTAINER_KEYS = ("model", "state_dict", "blobs", "model_state")
-
-
-def unwrap_state_dict(obj: Any) -> Tuple[StateDict, str]:
-    """The weights inside a loaded checkpoint: ``(state_dict, container key or "")``.
-
-    Unwraps ``{"model": sd}``, ``{"state_dict": sd}``, ``{"blobs": sd}``, ``{"model_state": sd}``
-    and strips a ``module.`` prefix (DistributedDataParallel). Every value must be a tensor or a
-    numpy array; caffe2 ``*_momentum`` blobs are optimizer state and are dropped.
-    """
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"Expected a dict of weights, got a {type(obj).__name__}")
-    container = next((k for k in CONTAINER_KEYS if isinstance(obj.get(k), Mapping)), "")
-    sd = dict(obj[container]) if container else dict(obj)
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    sd = {k: v for k, v in sd.items() if not (isinstance(k, str) and k.endswith("_momentum"))}
-    bad = sorted(str(k) for k, v in sd.items() if not isinstance(v, (torch.Tensor, np.ndarray)))
-    if bad or not sd:
-        found = f"non-array entries {bad[:5]}" if bad else "no weights"
-        raise ValueError(f"Not a state dict: {found} (looked inside {container or 'the top level'}; "
-                         f"containers understood: {', '.join(CONTAINER_KEYS)})")
-    return sd, container
 
 
 def to_paper(sd: Mapping[str, Any], source_format: Optional[str] = None) -> Tuple[StateDict, str]:

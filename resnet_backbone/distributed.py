@@ -1,4 +1,6 @@
-"""Multi-process launch like detectron2's ``launch`` that also works without GPUs.
+"""Multi-process launch like detectron2's ``launch`` that also works without GPUs, and the rank
+helpers every layer of the package uses (thin ``torch.distributed`` queries; detectron2's own
+``comm`` reads the same process group).
 
 detectron2 v0.6's ``launch`` asserts CUDA when it starts more than one process; this one picks
 NCCL when CUDA is available and gloo otherwise, so ``--num-gpus 2`` runs two CPU processes.
@@ -9,7 +11,7 @@ the process group is initialised from the environment and nothing is spawned.
 import os
 import socket
 from datetime import timedelta
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -53,6 +55,15 @@ def synchronize() -> None:
         dist.barrier()
 
 
+def gather(obj: Any, dst: int = 0) -> Optional[List[Any]]:
+    """Every process's picklable ``obj``, as a list on process ``dst`` (None elsewhere)."""
+    if get_world_size() == 1:
+        return [obj]
+    out = [None] * get_world_size() if get_rank() == dst else None
+    dist.gather_object(obj, out, dst=dst)
+    return out
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum of ``t`` over processes (a copy; ``t`` is unchanged)."""
     t = t.clone()
@@ -67,18 +78,23 @@ def launched_by_torchrun() -> bool:
 
 def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1,
            machine_rank: int = 0, dist_url: str = "auto", args: Sequence[Any] = (),
-           timeout: timedelta = DEFAULT_TIMEOUT) -> None:
+           timeout: timedelta = DEFAULT_TIMEOUT,
+           worker_setup: Optional[Callable[[int], None]] = None) -> None:
     """Run ``main_func(*args)`` in ``num_gpus_per_machine * num_machines`` processes.
 
     One process: called directly. Several: spawned here (``dist_url`` "auto" picks a free local
     port; multi-machine jobs need an explicit ``tcp://host:port``). If a worker fails the others
-    are stopped and ``WorkerFailedError`` says which one and how.
+    are stopped and ``WorkerFailedError`` says which one and how. ``worker_setup(processes per
+    machine)``, a module-level function, runs in each process once its process group exists
+    (the detection layer makes detectron2's per-machine group there).
     """
     if launched_by_torchrun():
         if not dist.is_initialized():
             dist.init_process_group(_backend(), timeout=timeout)
         if torch.cuda.is_available():
             torch.cuda.set_device(get_local_rank())
+        if worker_setup is not None:
+            worker_setup(int(os.environ.get("LOCAL_WORLD_SIZE", get_world_size())))
         try:
             main_func(*args)
         finally:
@@ -98,7 +114,7 @@ def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1
                          f"{torch.cuda.device_count()} CUDA devices are visible")
     ctx = mp.start_processes(_worker, nprocs=num_gpus_per_machine, join=False, start_method="spawn",
                              args=(main_func, world_size, num_gpus_per_machine, machine_rank,
-                                   dist_url, tuple(args), timeout))
+                                   dist_url, tuple(args), timeout, worker_setup))
     try:
         while not ctx.join():
             pass
@@ -111,7 +127,8 @@ def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1
 
 
 def _worker(local_rank: int, main_func: Callable, world_size: int, num_gpus_per_machine: int,
-            machine_rank: int, dist_url: str, args: tuple, timeout: timedelta) -> None:
+            machine_rank: int, dist_url: str, args: tuple, timeout: timedelta,
+            worker_setup: Optional[Callable[[int], None]]) -> None:
     rank = machine_rank * num_gpus_per_machine + local_rank
     os.environ["LOCAL_RANK"] = str(local_rank)
     os.environ["LOCAL_WORLD_SIZE"] = str(num_gpus_per_machine)
@@ -120,6 +137,8 @@ def _worker(local_rank: int, main_func: Callable, world_size: int, num_gpus_per_
     dist.init_process_group(_backend(), init_method=dist_url, world_size=world_size, rank=rank,
                             timeout=timeout)
     try:
+        if worker_setup is not None:
+            worker_setup(num_gpus_per_machine)
         synchronize()
         main_func(*args)
     finally:

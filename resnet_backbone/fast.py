@@ -1,37 +1,52 @@
 """Optional inference/training fast paths, each checked against the plain path by the tests.
 
 * ``fold_frozen_bn``: a convolution followed by a FrozenBN (or an eval-mode BN) becomes one
-  convolution with a bias; the network then runs one op per layer instead of two.
+  convolution with a bias (``torch.nn.utils.fusion.fuse_conv_bn_weights``); the network then
+  runs one op per layer instead of two.
+* ``subsample_strided_1x1``: a strided 1x1 convolution runs as a stride-1 one on the subsampled
+  input (the same result and FLOPs; oneDNN runs it faster, cuDNN slower).
 * ``to_channels_last``: NHWC weights, so oneDNN / cuDNN pick their channels-last kernels.
 * ``autocast_context``: bf16/fp16 autocast where the device supports it (bf16 on CPUs with
   oneDNN bf16 support, bf16/fp16 on GPUs).
 * ``maybe_compile``: ``torch.compile`` when it is available.
 
-``optimize_for_inference`` combines them with defaults that are the fastest correct choice measured
-on our machines (see BENCHMARKS.md): fold BN, channels-last, fp32, no compile.
+``optimize_for_inference`` combines them, and ``speed_up_strided_1x1`` applies the one that
+also serves training where it helps, with defaults that are the fastest correct choice measured
+on our machines (see BENCHMARKS.md).
 """
 import contextlib
 import copy
-from typing import ContextManager, Optional
+from typing import ContextManager, Optional, Tuple
 
 import torch
-from detectron2.layers import FrozenBatchNorm2d
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-#: dtype names accepted by ``autocast_context`` and the benchmark tool.
+from .models.layers import ConvNorm
+
+#: dtype names accepted by ``autocast_context``, the trainers and the benchmark tool.
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _fold_scale_shift(norm: nn.Module):
-    """(scale, shift) of an inference-time norm layer, or None if it cannot be folded."""
-    if isinstance(norm, FrozenBatchNorm2d) or (
-            isinstance(norm, nn.modules.batchnorm._BatchNorm) and not norm.training
-            and norm.track_running_stats and norm.running_var is not None):
-        weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
-        bias = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_mean)
-        scale = weight * (norm.running_var + norm.eps).rsqrt()
-        return scale, bias - norm.running_mean * scale
-    return None
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}; valid choices: {', '.join(DTYPES)}")
+    return dtype
+
+
+# ------------------------------------------------------------------------------ BN folding
+
+def _frozen_statistics(norm: nn.Module) -> Optional[Tuple[torch.Tensor, ...]]:
+    """(running_mean, running_var, eps, weight, bias) of a norm layer whose output is a fixed
+    affine function of its input: any FrozenBatchNorm2d (ours, torchvision's, detectron2's) or
+    a BN in eval mode with running statistics; None otherwise."""
+    frozen = type(norm).__name__ == "FrozenBatchNorm2d"
+    evaluating = (isinstance(norm, nn.modules.batchnorm._BatchNorm) and not norm.training
+                  and norm.track_running_stats)
+    if not (frozen or evaluating) or getattr(norm, "running_var", None) is None:
+        return None
+    return norm.running_mean, norm.running_var, norm.eps, norm.weight, norm.bias
 
 
 @torch.no_grad()
@@ -50,17 +65,43 @@ def fold_frozen_bn(model: nn.Module, *, inplace: bool = False) -> nn.Module:
         norm = getattr(module, "norm", None)
         if not isinstance(module, nn.Conv2d) or not isinstance(norm, nn.Module):
             continue
-        folded = _fold_scale_shift(norm)
-        if folded is None:
+        stats = _frozen_statistics(norm)
+        if stats is None:
             continue
-        scale, shift = folded
-        weight = module.weight * scale.reshape(-1, 1, 1, 1).to(module.weight.dtype)
-        bias = shift if module.bias is None else module.bias * scale + shift
-        module.weight = nn.Parameter(weight, requires_grad=module.weight.requires_grad)
-        module.bias = nn.Parameter(bias.to(weight.dtype), requires_grad=module.weight.requires_grad)
+        weight, bias = fuse_conv_bn_weights(module.weight, module.bias, *stats)
+        module.weight, module.bias = weight, bias
         module.norm = None
     return model
 
+
+# ------------------------------------------------------------------- strided 1x1 convolutions
+
+class SubsampledConvNorm(ConvNorm):
+    """A strided 1x1 ``ConvNorm`` computed as a stride-1 convolution of the subsampled input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.conv2d(x[:, :, :: self.stride[0], :: self.stride[1]], self.weight, self.bias,
+                     groups=self.groups)
+        return x if self.norm is None else self.norm(x)
+
+
+def subsample_strided_1x1(model: nn.Module) -> nn.Module:
+    """Make every strided, unpadded 1x1 ``ConvNorm`` of ``model`` a ``SubsampledConvNorm`` (in
+    place; parameter names and values are unchanged, so checkpoints load as before)."""
+    for module in model.modules():
+        if (type(module) is ConvNorm and module.kernel_size == (1, 1)
+                and module.stride != (1, 1) and module.padding == (0, 0)):
+            module.__class__ = SubsampledConvNorm
+    return model
+
+
+def subsampling_pays_off(device: str) -> bool:
+    """Measured (BENCHMARKS.md): 1.3-3x faster forward+backward on CPU (oneDNN); slower with
+    cuDNN (an extra strided copy)."""
+    return torch.device(device).type == "cpu"
+
+
+# ------------------------------------------------------------------ layout, dtype, compile
 
 def to_channels_last(model: nn.Module) -> nn.Module:
     """Store 4-D weights channels-last (in place). Inputs need not be converted: PyTorch runs a
@@ -84,12 +125,6 @@ def supports_dtype(device: str, dtype: str) -> bool:
         return False
 
 
-def check_dtype(dtype: str) -> str:
-    if dtype not in DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}; valid choices: {', '.join(DTYPES)}")
-    return dtype
-
-
 def autocast_context(device: str, dtype: str = "fp32") -> ContextManager:
     """``torch.autocast`` to ``dtype`` on ``device``; a no-op context for fp32.
 
@@ -99,7 +134,7 @@ def autocast_context(device: str, dtype: str = "fp32") -> ContextManager:
     if check_dtype(dtype) == "fp32":
         return contextlib.nullcontext()
     if not supports_dtype(device, dtype):
-        raise ValueError(f"{dtype} is not supported on device {device!r} here; use dtype 'fp32'")
+        raise ValueError(f"{dtype} is not supported on device {device!r} here; use fp32")
     return torch.autocast(torch.device(device).type, dtype=DTYPES[dtype])
 
 
@@ -154,6 +189,19 @@ def folding_pays_off(device: str, dtype: str) -> bool:
     return not (torch.device(device).type == "cuda" and check_dtype(dtype) != "fp32")
 
 
+def _device_of(model: nn.Module) -> str:
+    param = next(model.parameters(), None)
+    return str(param.device) if param is not None else "cpu"
+
+
+def speed_up_strided_1x1(model: nn.Module, device: Optional[str] = None) -> nn.Module:
+    """``subsample_strided_1x1`` (in place; the model stays trainable) where it pays off on
+    ``device`` (default: the model's). The trainers apply it; so does ``optimize_for_inference``."""
+    if subsampling_pays_off(device or _device_of(model)):
+        subsample_strided_1x1(model)
+    return model
+
+
 def optimize_for_inference(model: nn.Module, *, fold_bn: Optional[bool] = None,
                            channels_last: Optional[bool] = None, dtype: str = "fp32",
                            compile: bool = False, device: Optional[str] = None) -> nn.Module:
@@ -161,20 +209,19 @@ def optimize_for_inference(model: nn.Module, *, fold_bn: Optional[bool] = None,
 
     Defaults (measured, BENCHMARKS.md): fold BN (fewer ops, same result) except on CUDA with
     bf16/fp16, where PyTorch adds the folded bias with a slower kernel than cuDNN's channels-last
-    BN (``None`` = that choice); channels-last on
-    (``None`` = on); fp32 (bf16 autocast is optional: faster on AVX512-BF16 CPUs and on GPUs but
-    only agrees with fp32 to ~1e-2); no ``torch.compile`` (about a minute of compilation on 2
-    CPU cores; its speed-up was not measured). ``device`` defaults to the model's.
+    BN (``None`` = that choice); strided-1x1 subsampling where it pays off (CPU); channels-last
+    on (``None`` = on); fp32 (bf16 autocast is optional: faster on AVX512-BF16 CPUs and on GPUs
+    but only agrees with fp32 to ~1e-2); no ``torch.compile`` (about a minute of compilation on
+    2 CPU cores; its speed-up was not measured). ``device`` defaults to the model's.
     """
     check_dtype(dtype)
-    if device is None:
-        param = next(model.parameters(), None)
-        device = str(param.device) if param is not None else "cpu"
+    device = device or _device_of(model)
     optimized = copy.deepcopy(model).eval()
     if fold_bn is None:
         fold_bn = folding_pays_off(device, dtype)
     if fold_bn:
         optimized = fold_frozen_bn(optimized, inplace=True)
+    speed_up_strided_1x1(optimized, device)
     if channels_last is None or channels_last:
         optimized = to_channels_last(optimized)
     for p in optimized.parameters():

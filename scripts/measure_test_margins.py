@@ -26,7 +26,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the workloads are defined by the tests themselves
+# the workloads are defined by the tests themselves
+sys.path[:0] = [str(REPO / "tests" / "classification"), str(REPO / "tests" / "detection")]
 
 VARIANTS = {
     "default": {},
@@ -37,8 +38,8 @@ VARIANTS = {
 
 
 def cls_workload(seed: int, out: Path):
-    """tests/classification: the shortened embedded demo of train_cls (top-1 error %, lower is
-    better)."""
+    """tests/classification/test_train_cls.py: the shortened embedded demo of train_cls (top-1
+    error %, lower is better)."""
     from test_train_cls import EMBEDDED_SHORT, EMBEDDED_MAX_ERR
     cmd = [str(REPO / "tools" / "train_cls.py"), *EMBEDDED_SHORT, "SEED", str(seed), "OUTPUT_DIR", str(out)]
     read = lambda: json.loads((out / "final_results.json").read_text())["val/center"]["top1_err"]
@@ -46,8 +47,8 @@ def cls_workload(seed: int, out: Path):
 
 
 def det_workload(seed: int, out: Path):
-    """tests/detection: the shortened demo of train_det (COCO AP50 on held-out images, higher
-    is better)."""
+    """tests/detection/test_train_det.py: the shortened demo of train_det (COCO AP50 on held-out
+    images, higher is better)."""
     from test_train_det import SHORT_DEMO, SHORT_DEMO_MIN_AP50
     cmd = [str(REPO / "tools" / "train_det.py"), *SHORT_DEMO, "SEED", str(seed), "OUTPUT_DIR", str(out)]
     read = lambda: json.loads((out / "results.json").read_text())["results"]["shapes_demo_val"]["bbox"]["AP50"]
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
                 with tempfile.TemporaryDirectory() as tmp:
                     cmd, read, (op, bound) = WORKLOADS[name](seed, Path(tmp) / "out")
                     env = {**os.environ, "OMP_NUM_THREADS": "2", **VARIANTS[variant]}
-                    proc = subprocess.run([sys.executable, *cmd], cwd=tmp, env=env,
+                    proc = subprocess.run([sys.executable, *map(str, cmd)], cwd=tmp, env=env,
                                           capture_output=True, text=True)
                     if proc.returncode != 0:
                         print(proc.stderr[-3000:], file=sys.stderr)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from resnet_backbone.data.synthetic_shapes import write_shapes_coco, write_shapes_voc
+from resnet_backbone.data.synthetic import write_shapes_coco, write_shapes_voc
 
 torch.set_num_threads(2)
 

@@ -1,112 +1,11 @@
 #!/usr/bin/env python
 """Train / evaluate the paper's ImageNet and CIFAR-10 classifiers (Sec. 3.4, Sec. 4.2).
 
-    python tools/train_cls.py                                   # embedded demo (CPU, ~1 min)
-    python tools/train_cls.py --config-file configs/classification/cifar10/resnet110.yaml \
-        DATASETS.ROOT /data/cifar-10-batches-py OUTPUT_DIR output/c10_r110
-    python tools/train_cls.py --config-file ... --resume        # continue exactly
-    python tools/train_cls.py --config-file ... --eval-only MODEL.WEIGHTS output/x/model_final.pth \
-        TEST.FINAL_MODES "['ten_crop','multi_scale']"
-    python tools/train_cls.py --num-gpus 8 --config-file configs/classification/imagenet/resnet50.yaml ...
-
-Command line as detectron2's (``default_argument_parser``); multi-process with ``--num-gpus``
-(gloo on CPU) or ``torchrun``. Bad input ends with ``error: ...`` and exit status 2.
+A thin wrapper of ``resnet_backbone.cli.train_cls`` (also the ``resnet-train-cls`` command).
 """
-import json
-import logging
-import os
 import sys
-from datetime import timedelta
-from pathlib import Path
 
-
-import resnet_backbone  # noqa: F401  (first: quiets the named import warnings of detectron2)
-from detectron2.engine import default_argument_parser
-
-from resnet_backbone.checkpoint import CheckpointError
-from resnet_backbone.classification.config import check_cls_cfg, get_cls_cfg
-from resnet_backbone.classification.data import CorruptImageError
-from resnet_backbone.distributed import WorkerFailedError, launch
-
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, CheckpointError, CorruptImageError,
-               FloatingPointError)
-
-
-def setup(args, world_size: int):
-    cfg = get_cls_cfg()
-    try:
-        if args.config_file:
-            if not os.path.isfile(args.config_file):
-                raise FileNotFoundError(f"config file {args.config_file} does not exist")
-            cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts)
-    except (AssertionError, KeyError) as e:  # yacs reports unknown keys / odd lists this way
-        raise ValueError(f"{_message(e)} (the keys and their meaning: "
-                         "resnet_backbone/classification/config.py)") from None
-    check_cls_cfg(cfg, world_size)
-    cfg.freeze()
-    return cfg
-
-
-def _message(e: BaseException) -> str:
-    return str(e.args[0] if isinstance(e, KeyError) and e.args else e)
-
-
-def main(args, world_size: int) -> None:
-    """One process's job. In a multi-process job a known error ends the process with
-    ``error: ...`` and exit status 2 (the launcher then stops the others)."""
-    try:
-        run(args, world_size)
-    except USER_ERRORS as e:
-        if world_size == 1:
-            raise
-        print(f"error: {_message(e)}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-
-def run(args, world_size: int) -> None:
-    from resnet_backbone.classification.engine import ClassificationTrainer
-    from resnet_backbone.distributed import is_main_process
-
-    cfg = setup(args, world_size)
-    logging.basicConfig(level=logging.INFO if is_main_process() else logging.WARNING,
-                        format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    if is_main_process():
-        (Path(cfg.OUTPUT_DIR) / "config.yaml").write_text(cfg.dump())
-    trainer = ClassificationTrainer(cfg, resume=args.resume, eval_only=args.eval_only)
-    if not args.eval_only:
-        skipped = trainer.train()["skipped_train_images"]
-        if skipped and is_main_process():
-            print(f"{skipped} unreadable training images were skipped", flush=True)
-    results = trainer.final_evaluation()
-    if is_main_process():
-        for name, r in results.items():
-            print(f"{name}: top-1 error {r['top1_err']:.2f}%  top-5 error {r['top5_err']:.2f}%  "
-                  f"({r['count']} images" + (f", {r['skipped']} unreadable skipped" if r["skipped"] else "")
-                  + ")", flush=True)
-        out = Path(cfg.OUTPUT_DIR)
-        (out / ("eval_results.json" if args.eval_only else "final_results.json")).write_text(
-            json.dumps(results, indent=2))
-        print(f"outputs in {out.resolve()}: config.yaml, metrics.csv, metrics.json, tensorboard/, "
-              "model_final.pth, model_best.pth, model_<iter>.pth, final_results.json", flush=True)
-
-
-def cli(argv=None) -> int:
-    args = default_argument_parser().parse_args(argv)
-    world_size = args.num_gpus * args.num_machines
-    if "WORLD_SIZE" in os.environ:
-        world_size = int(os.environ["WORLD_SIZE"])
-    try:
-        cfg = setup(args, world_size)  # report config errors before starting any process
-        launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=(args, world_size),
-               timeout=timedelta(seconds=cfg.DIST_TIMEOUT_S))
-    except USER_ERRORS + (WorkerFailedError,) as e:
-        print(f"error: {_message(e)}", file=sys.stderr, flush=True)
-        return 2
-    return 0
-
+from resnet_backbone.cli.train_cls import main
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

@@ -1,5 +1,7 @@
-"""Training and evaluation of the paper's ImageNet and CIFAR-10 classifiers
-(``tools/train_cls.py``): config, datasets, augmentation, trainer, evaluation, Fig. 7 analysis."""
+"""Training and evaluation of the paper's ImageNet and CIFAR-10 classifiers (``tools/train_cls.py``,
+``resnet-train-cls``): config, datasets, augmentation, lr schedule, trainer, evaluation, Fig. 7
+analysis, plots and the backbone export. Needs torch, torchvision, fvcore, tensorboard and tqdm
+(the ``[classification]`` extra), not detectron2."""
 from .config import check_cls_cfg, get_cls_cfg
 
 __all__ = ["get_cls_cfg", "check_cls_cfg"]

@@ -1,26 +1,28 @@
-"""Configuration of ``tools/train_cls.py``: a detectron2 ``CfgNode`` with every knob of the
-paper's two classification recipes (Sec. 3.4 ImageNet, Sec. 4.2 CIFAR-10).
+"""Configuration of ``tools/train_cls.py``: an fvcore ``CfgNode`` (yacs with ``_BASE_`` files,
+the base of detectron2's) with every knob of the paper's two classification recipes (Sec. 3.4
+ImageNet, Sec. 4.2 CIFAR-10).
 
 The defaults are the *embedded demo*: a CIFAR-style ResNet-20 on a small built-in synthetic
 dataset that trains on a CPU in about a minute. The YAML files under
 ``configs/classification/`` set the paper's recipes (``_BASE_`` is supported).
 """
-from detectron2.config import CfgNode as CN
+from fvcore.common.config import CfgNode as CN
 
-from ..model_zoo import list_models
+from ..fast import DTYPES
+from ..models import list_models
 
 RECIPES = ("cifar", "imagenet")
 DATASETS = ("synthetic", "cifar10", "imagenet")
 SCHEDULERS = ("step", "plateau")
 EVAL_MODES = ("center", "ten_crop", "multi_scale")
-AMP_MODES = ("", "bf16", "fp16")
+AMP_MODES = ("", *DTYPES)  # "" and "fp32": no autocast
 MEAN_MODES = ("pixel", "channel")
 
 
 def get_cls_cfg() -> CN:
     """A fresh copy of the defaults (the embedded demo)."""
     _C = CN()
-    _C.VERSION = 2  # detectron2's config version (its merge_from_file checks it)
+    _C.VERSION = 2  # kept: configs and checkpoints written by earlier versions set it
     _C.MODEL = CN()
     _C.MODEL.NAME = "cifar_resnet20"  # any name of resnet_backbone.list_models()
     _C.MODEL.NUM_CLASSES = 10
@@ -73,8 +75,8 @@ def get_cls_cfg() -> CN:
     _C.SOLVER.WARMUP_WINDOW = 20
     _C.SOLVER.WARMUP_MAX_ITER = 2000  # end the warm-up here at the latest
     _C.SOLVER.CHECKPOINT_PERIOD = 100
-    _C.SOLVER.KEEP_LAST = 3  # periodic checkpoints kept (model_best.pth is kept in addition)
-    _C.SOLVER.AMP = ""  # "" (fp32) | bf16 | fp16 (CUDA only)
+    _C.SOLVER.KEEP_LAST = 3  # periodic checkpoints kept (model_final.pth, model_best.pth too)
+    _C.SOLVER.AMP = ""  # "" or fp32 (no autocast) | bf16 | fp16 (CUDA); resnet_backbone.fast
     _C.SOLVER.CHANNELS_LAST = False
     _C.SOLVER.COMPILE = False  # torch.compile the model
 
@@ -93,7 +95,7 @@ def get_cls_cfg() -> CN:
     _C.SEED = 0
     _C.OUTPUT_DIR = "./output/cls_demo"
     _C.DIST_TIMEOUT_S = 1800  # a collective waiting this long (a dead worker) stops the job
-    _C.CUDNN_BENCHMARK = False
+    _C.CUDNN_BENCHMARK = False  # torch.backends.cudnn.benchmark (fixed-size inputs: faster)
     return _C.clone()
 
 

@@ -1,13 +1,16 @@
 """The classification trainer: the paper's SGD recipes with exact resume.
 
-Exact resume: the order of training samples is a function of (SEED, epoch) and each sample's
-augmentation a function of (SEED, epoch, position), so a run resumed from iteration k sees the
-same batches (the consumed ones are skipped, not loaded) with the same lr, optimizer state,
-schedule state and metric accumulators as the uninterrupted run.
+Exact resume: a run resumed from the newest readable checkpoint continues with the data order and
+augmentation (``sampler``), lr, optimizer, scheduler, warm-up, metric and RNG state of the
+uninterrupted run, so its final weights are the same (tested, also after SIGKILL).
+
+Checkpoints are fvcore's, as detectron2's (``SafeCheckpointer`` under ``PeriodicCheckpointer``):
+``model_<index of the last iteration run, 7 digits>.pth`` every ``SOLVER.CHECKPOINT_PERIOD``
+iterations (the newest ``SOLVER.KEEP_LAST`` kept), ``model_final.pth`` at the end, and
+``last_checkpoint`` naming the newest. Each holds the weights (``model``), ``pixel_mean``, ``cfg``
+and ``model_name`` (what ``--eval-only`` and the backbone export read) beside the training state.
+``model_best.pth`` holds the weights with the lowest validation error.
 """
-import contextlib
-import csv
-import json
 import logging
 import math
 import os
@@ -20,280 +23,46 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fvcore.common.checkpoint import PeriodicCheckpointer
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from ..checkpoint import (CheckpointError, load_checkpoint_file, load_state_dict_checked,
-                          save_checkpoint_atomic)
+from ..checkpoint import CheckpointError, SafeCheckpointer, load_checkpoint_file, save_checkpoint_atomic
 from ..distributed import all_reduce_sum, get_local_rank, get_rank, get_world_size, synchronize
-from ..model_zoo import create_model
-from .data import ArrayDataset, build_datasets, check_num_classes
+from ..fast import autocast_context, speed_up_strided_1x1
+from ..models import create_model, model_spec
+from .data import (build_datasets, build_test_views, build_train_transform, check_num_classes,
+                   compute_mean)
 from .evaluate import evaluate
-from .transforms import CifarTrainTransform, ImageNetTrainTransform, Normalizer, TestViews
+from .metrics import MetricsLog
+from .sampler import AugmentedDataset, TrainBatchSampler, collate_skipping
+from .schedule import (WarmUpUntilTrainError, build_lr_scheduler, step_per_evaluation,
+                       step_per_iteration)
+from .transforms import Normalizer
 
 logger = logging.getLogger("resnet_backbone.cls")
-CKPT_RE = re.compile(r"^model_(\d{7})\.pth$")
+#: A periodic checkpoint's name (fvcore's PeriodicCheckpointer writes model_final.pth beside them).
+PERIODIC_CHECKPOINT = re.compile(r"^model_(\d{7})\.pth$")
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-# ----------------------------------------------------------------------------- model
 def build_model(cfg) -> nn.Module:
     """``create_model(MODEL.NAME, ...)`` with the options that network takes."""
-    name, kw = cfg.MODEL.NAME, {"num_classes": cfg.MODEL.NUM_CLASSES}
-    if name != "vgg16":
+    spec = model_spec(cfg.MODEL.NAME)
+    kw = {"num_classes": cfg.MODEL.NUM_CLASSES}
+    if "norm" in spec.options:
         kw["norm"] = cfg.MODEL.NORM
-    if name.startswith(("resnet", "plain")):
+    if "stride_in_1x1" in spec.options:
         kw["stride_in_1x1"] = cfg.MODEL.STRIDE_IN_1X1
     if cfg.MODEL.SHORTCUT:
-        if not name.startswith(("resnet", "cifar_resnet")):
-            raise ValueError(f"MODEL.SHORTCUT applies to residual nets only; {name} has none "
+        if "shortcut" not in spec.options:
+            raise ValueError(f"MODEL.SHORTCUT applies to residual nets only; {spec.name} has none "
                              "(set MODEL.SHORTCUT \"\")")
         kw["shortcut"] = cfg.MODEL.SHORTCUT
-    return create_model(name, **kw)
-
-
-def load_model_weights(model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
-    """Strict load: a ``CheckpointError`` lists every missing, unexpected and shape-mismatched
-    entry (check MODEL.NAME / MODEL.NUM_CLASSES / MODEL.SHORTCUT against the checkpoint)."""
-    load_state_dict_checked(model, state, strict=True, source=source)
-
-
-# ----------------------------------------------------------------------------- data
-def sample_seed(seed: int, epoch: int, position: int) -> int:
-    return ((seed * 1_000_003 + epoch) * 10_000_019 + position) % (2 ** 63 - 1)
-
-
-class TrainBatchSampler:
-    """Batches of (index, augmentation seed) for iterations ``start_iter .. max_iter - 1``.
-
-    Epoch e is ``randperm(n)`` from a generator seeded with (seed, e); global batch k of the epoch
-    is its slice [k*B, (k+1)*B) (the last partial batch is dropped), and process r of W takes the
-    r-th of W equal parts, so any number of processes sees the same global batches.
-    """
-
-    def __init__(self, num_samples: int, global_batch: int, *, seed: int, start_iter: int,
-                 max_iter: int, rank: int = 0, world_size: int = 1):
-        self.batches_per_epoch = num_samples // global_batch
-        if self.batches_per_epoch == 0:
-            raise ValueError(f"SOLVER.IMS_PER_BATCH ({global_batch}) is larger than the training "
-                             f"set ({num_samples} images)")
-        self.n, self.batch, self.seed = num_samples, global_batch, seed
-        self.start, self.stop, self.rank, self.world = start_iter, max_iter, rank, world_size
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def __iter__(self):
-        per = self.batch // self.world
-        perm, perm_epoch = None, -1
-        for it in range(self.start, self.stop):
-            epoch, k = divmod(it, self.batches_per_epoch)
-            if epoch != perm_epoch:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                perm, perm_epoch = torch.randperm(self.n, generator=g), epoch
-            lo = k * self.batch + self.rank * per
-            yield [(int(perm[p]), sample_seed(self.seed, epoch, p)) for p in range(lo, lo + per)]
-
-
-class AugmentedDataset(Dataset):
-    def __init__(self, base, transform):
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, key):
-        index, seed = key
-        img, label = self.base[index]
-        if img is None:  # corrupt, skipped (DATALOADER.SKIP_CORRUPT)
-            return None
-        return self.transform(img, torch.Generator().manual_seed(seed)), label
-
-
-def collate_skipping(items):
-    """Stack the samples that could be read; count the skipped ones."""
-    kept = [it for it in items if it is not None]
-    if not kept:
-        return None, None, len(items)
-    return (torch.stack([x for x, _ in kept]), torch.tensor([y for _, y in kept]),
-            len(items) - len(kept))
-
-
-def compute_mean(cfg, dataset) -> torch.Tensor:
-    """Per-pixel mean image of the training set (3, h, w), or the per-channel mean (3, 1, 1)."""
-    if cfg.INPUT.MEAN == "channel":
-        return torch.tensor(cfg.INPUT.PIXEL_MEAN, dtype=torch.float32).view(3, 1, 1)
-    if isinstance(dataset, ArrayDataset):
-        total = torch.zeros(dataset.images.shape[1:], dtype=torch.float64)
-        for chunk in dataset.images.split(4096):
-            total += chunk.double().sum(0)
-        return (total / len(dataset)).float()
-    # ImageNet: mean of center crops (shorter side TEST.RESIZE or 256, crop INPUT.CROP_SIZE) of
-    # up to INPUT.MEAN_IMAGE_MAX_IMAGES training images spread over the set.
-    n = min(len(dataset), cfg.INPUT.MEAN_IMAGE_MAX_IMAGES)
-    idx = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
-    views = TestViews(Normalizer(torch.zeros(3, 1, 1), [1.0] * 3), resize=cfg.TEST.RESIZE or 256,
-                      crop=cfg.INPUT.CROP_SIZE)
-    subset = torch.utils.data.Subset(_CenterViews(dataset, views), idx)
-    total, count = torch.zeros(3, cfg.INPUT.CROP_SIZE, cfg.INPUT.CROP_SIZE, dtype=torch.float64), 0
-    for x in DataLoader(subset, batch_size=64, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                        collate_fn=_readable):
-        if x:
-            total += torch.stack(x).double().sum(0)
-            count += len(x)
-    return (total / max(count, 1)).float()
-
-
-def _readable(batch):
-    return [v for v in batch if v is not None]
-
-
-class _CenterViews(Dataset):
-    def __init__(self, base, views):
-        self.base, self.views = base, views
-
-    def __len__(self):
-        return len(self.base)
-
-    def __getitem__(self, i):
-        img, _ = self.base[i]
-        return None if img is None else self.views.center(img)[0]
-
-
-def build_train_transform(cfg, normalizer: Normalizer):
-    if cfg.INPUT.RECIPE == "imagenet":
-        return ImageNetTrainTransform(normalizer, cfg.INPUT.TRAIN_SCALE, cfg.INPUT.CROP_SIZE,
-                                      cfg.INPUT.COLOR_PCA_STD, cfg.INPUT.FLIP)
-    return CifarTrainTransform(normalizer, cfg.INPUT.CIFAR_PAD, cfg.INPUT.FLIP)
-
-
-def build_test_views(cfg, normalizer: Normalizer) -> TestViews:
-    return TestViews(normalizer, cfg.TEST.RESIZE, cfg.TEST.CROP_SIZE, cfg.TEST.SCALES,
-                     cfg.TEST.MULTI_SCALE_FLIP)
-
-
-# ----------------------------------------------------------------------------- schedule
-class LRSchedule:
-    """lr = BASE_LR * GAMMA^k, k = steps passed (step) or plateaus met (plateau), with the
-    ResNet-110 warm-up (WARMUP_LR until the training error < WARMUP_UNTIL_TRAIN_ERROR)."""
-
-    def __init__(self, solver):
-        self.s = solver
-        self.drops, self.best, self.bad_evals = 0, math.inf, 0
-        self.warmup_done = solver.WARMUP_LR <= 0
-        self.window: List[float] = []
-
-    def lr(self, iteration: int) -> float:
-        if not self.warmup_done:
-            return self.s.WARMUP_LR
-        if self.s.LR_SCHEDULER == "step":
-            k = sum(iteration >= step for step in self.s.STEPS)
-        else:
-            k = self.drops
-        return self.s.BASE_LR * self.s.GAMMA ** k
-
-    def after_iteration(self, iteration: int, train_error: float) -> Optional[str]:
-        if self.warmup_done:
-            return None
-        self.window = (self.window + [train_error])[-self.s.WARMUP_WINDOW:]
-        below = (len(self.window) == self.s.WARMUP_WINDOW
-                 and sum(self.window) / len(self.window) < self.s.WARMUP_UNTIL_TRAIN_ERROR)
-        if below or iteration + 1 >= self.s.WARMUP_MAX_ITER:
-            self.warmup_done = True
-            return (f"warm-up ended after iteration {iteration + 1} (training error "
-                    f"{100 * sum(self.window) / len(self.window):.1f}%): lr back to {self.s.BASE_LR}")
-        return None
-
-    def after_eval(self, val_error: float) -> Optional[str]:
-        if self.s.LR_SCHEDULER != "plateau":
-            return None
-        if val_error < self.best - 100 * self.s.PLATEAU_THRESHOLD:
-            self.best, self.bad_evals = val_error, 0
-            return None
-        self.bad_evals += 1
-        if self.bad_evals >= self.s.PLATEAU_PATIENCE:
-            self.drops, self.bad_evals = self.drops + 1, 0
-            return f"validation error plateaued at {val_error:.2f}%: lr divided by {1 / self.s.GAMMA:g}"
-        return None
-
-    def state_dict(self) -> Dict:
-        return {"drops": self.drops, "best": self.best, "bad_evals": self.bad_evals,
-                "warmup_done": self.warmup_done, "window": list(self.window)}
-
-    def load_state_dict(self, state: Dict) -> None:
-        self.drops, self.best, self.bad_evals = state["drops"], state["best"], state["bad_evals"]
-        self.warmup_done, self.window = state["warmup_done"], list(state["window"])
-
-
-# ----------------------------------------------------------------------------- logging
-class MetricsLog:
-    """metrics.csv + metrics.json (one JSON object per line) + TensorBoard events."""
-
-    FIELDS = ["iteration", "epoch", "lr", "train_loss", "train_err", "val_top1_err",
-              "val_top5_err", "images_per_s", "time"]
-
-    def __init__(self, output_dir: str, start_iter: int):
-        self.dir = Path(output_dir)
-        self.csv, self.json = self.dir / "metrics.csv", self.dir / "metrics.json"
-        self._truncate_after(start_iter)
-        from torch.utils.tensorboard import SummaryWriter
-        self.tb = SummaryWriter(str(self.dir / "tensorboard"), purge_step=start_iter or None)
-
-    def _truncate_after(self, start_iter: int) -> None:
-        """A resumed run rewrites what the interrupted one logged after its checkpoint."""
-        rows = []
-        if self.json.exists():
-            for line in self.json.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash
-                if row.get("iteration", 0) <= start_iter:
-                    rows.append(row)
-        with open(self.json, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-        with open(self.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, self.FIELDS)
-            writer.writeheader()
-            writer.writerows({k: r.get(k, "") for k in self.FIELDS} for r in rows)
-
-    def write(self, row: Dict) -> None:
-        row = {k: v for k, v in row.items() if k in self.FIELDS}
-        with open(self.json, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        with open(self.csv, "a", newline="") as f:
-            csv.DictWriter(f, self.FIELDS).writerow({k: row.get(k, "") for k in self.FIELDS})
-        for key, value in row.items():
-            if key not in ("iteration", "epoch", "time") and isinstance(value, (int, float)):
-                self.tb.add_scalar(key, value, row["iteration"])
-        self.tb.flush()
-
-    def close(self) -> None:
-        self.tb.close()
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def list_checkpoints(output_dir: str) -> List[Path]:
-    """Periodic checkpoints of a run, newest first."""
-    d = Path(output_dir)
-    found = [p for p in d.glob("model_*.pth") if CKPT_RE.match(p.name)] if d.is_dir() else []
-    return sorted(found, key=lambda p: int(CKPT_RE.match(p.name).group(1)), reverse=True)
-
-
-def newest_complete_checkpoint(output_dir: str):
-    """(path, state) of the newest checkpoint that loads; truncated/corrupt ones are skipped."""
-    for path in list_checkpoints(output_dir):
-        try:
-            state = load_checkpoint_file(path)
-            if isinstance(state, dict) and {"model", "optimizer", "iteration"} <= set(state):
-                return path, state
-            logger.warning("skipping %s: not a training checkpoint", path)
-        except CheckpointError as e:
-            logger.warning("skipping unreadable checkpoint %s (%s)", path, e)
-    return None, None
+    return create_model(spec.name, **kw)
 
 
 def _rng_state() -> Dict:
@@ -314,33 +83,50 @@ def _set_rng_state(state: Dict) -> None:
 
 
 def seed_everything(seed: int) -> None:
+    """Python, numpy and torch RNGs (ours: detectron2's ``seed_all_rng`` does the same, but this
+    layer does not import detectron2)."""
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
 
 
-# ----------------------------------------------------------------------------- trainer
+def periodic_checkpoints(output_dir: str, before: Optional[int] = None) -> List[str]:
+    """The periodic checkpoints of a run, oldest first (those of iterations before ``before``)."""
+    d = Path(output_dir)
+    found = [(int(m.group(1)), p) for p in (d.iterdir() if d.is_dir() else [])
+             if (m := PERIODIC_CHECKPOINT.match(p.name))]
+    return [str(p) for it, p in sorted(found) if before is None or it < before]
+
+
 class ClassificationTrainer:
-    """Builds data, model and optimizer from a config, then ``train()`` / ``evaluate()``."""
+    """Builds data, model, optimizer and checkpointer from a config, then ``train()`` /
+    ``evaluate()`` / ``final_evaluation()``."""
 
     def __init__(self, cfg, resume: bool = False, eval_only: bool = False):
         self.cfg, self.rank, self.world = cfg, get_rank(), get_world_size()
         self.main = self.rank == 0
         self.device = self._device()
+        self.amp = cfg.SOLVER.AMP or "fp32"
+        autocast_context(self.device, self.amp)  # a dtype this device lacks fails now
+        torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
         seed_everything(cfg.SEED)
         self.train_set, self.val_set, self.test_set = build_datasets(cfg)
         check_num_classes(cfg, self.train_set)
-        self.model = build_model(cfg).to(self.device)
+        self.model = speed_up_strided_1x1(build_model(cfg).to(self.device))
         if cfg.SOLVER.CHANNELS_LAST:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.SOLVER.BASE_LR,
                                          momentum=cfg.SOLVER.MOMENTUM,
                                          weight_decay=cfg.SOLVER.WEIGHT_DECAY)
-        self.schedule = LRSchedule(cfg.SOLVER)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.SOLVER.AMP == "fp16")
+        self.scheduler = build_lr_scheduler(self.optimizer, cfg.SOLVER)
+        self.warmup = WarmUpUntilTrainError.from_solver(cfg.SOLVER)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        self.checkpointer = SafeCheckpointer(
+            self.model, cfg.OUTPUT_DIR, save_to_disk=self.main, optimizer=self.optimizer,
+            scheduler=self.scheduler, scaler=self.scaler, warmup=self.warmup)
         self.start_iter, self.best_val, self.meter = 0, math.inf, [0.0, 0.0, 0.0]
-        self.last_checkpoint: Optional[str] = None
         self.pixel_mean: Optional[torch.Tensor] = None
+        self._rng: Optional[Dict] = None
         loaded = self._resume_or_load(resume, eval_only)
         if self.pixel_mean is None:
             self.pixel_mean = self._shared_mean()
@@ -356,8 +142,6 @@ class ClassificationTrainer:
             if not torch.cuda.is_available():
                 raise ValueError("MODEL.DEVICE is cuda but no CUDA device is available; use cpu")
             return f"cuda:{get_local_rank()}" if want == "cuda" else want
-        if self.cfg.SOLVER.AMP == "fp16":
-            raise ValueError("SOLVER.AMP fp16 needs CUDA; use bf16 on the CPU")
         return want
 
     def _shared_mean(self) -> torch.Tensor:
@@ -369,37 +153,30 @@ class ClassificationTrainer:
         return load_checkpoint_file(path)["pixel_mean"]
 
     def _resume_or_load(self, resume: bool, eval_only: bool) -> Optional[str]:
+        if resume and self.checkpointer.has_checkpoint():
+            path = self.checkpointer.get_checkpoint_file()
+            extra = self.checkpointer.load(path)  # weights and every checkpointable
+            if "schedule" in extra:
+                raise CheckpointError(
+                    f"{path} was written by resnet_backbone 0.1, whose training state --resume "
+                    "cannot continue; its weights load with MODEL.WEIGHTS (without --resume).")
+            self.start_iter, self.best_val = extra["iteration"] + 1, extra["best_val"]
+            self.meter, self.pixel_mean, self._rng = list(extra["meter"]), extra["pixel_mean"], extra["rng"]
+            return f"{path} (resuming at iteration {self.start_iter})"
         if resume:
-            path, state = newest_complete_checkpoint(self.cfg.OUTPUT_DIR)
-            if path is not None:
-                load_model_weights(self.model, state["model"], str(path))
-                self.optimizer.load_state_dict(state["optimizer"])
-                self.schedule.load_state_dict(state["schedule"])
-                self.scaler.load_state_dict(state["scaler"])
-                self.start_iter, self.best_val = state["iteration"], state["best_val"]
-                self.meter, self.pixel_mean = list(state["meter"]), state["pixel_mean"]
-                self.last_checkpoint = str(path)
-                self._rng = state["rng"]
-                return f"{path} (resuming at iteration {self.start_iter})"
             logger.info("--resume: no complete checkpoint in %s, starting from scratch",
                         self.cfg.OUTPUT_DIR)
         if self.cfg.MODEL.WEIGHTS:
-            state = load_checkpoint_file(self.cfg.MODEL.WEIGHTS)
-            weights = state.get("model", state) if isinstance(state, dict) else state
-            load_model_weights(self.model, weights, self.cfg.MODEL.WEIGHTS)
-            if isinstance(state, dict) and "pixel_mean" in state:
-                self.pixel_mean = state["pixel_mean"]
+            extra = self.checkpointer.load(self.cfg.MODEL.WEIGHTS, checkpointables=[])
+            if "pixel_mean" in extra:
+                self.pixel_mean = extra["pixel_mean"]
             return self.cfg.MODEL.WEIGHTS
         if eval_only:
             raise ValueError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
         return None
 
     def _autocast(self):
-        amp = self.cfg.SOLVER.AMP
-        if not amp:
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-        return torch.autocast(self.device.split(":")[0], dtype=dtype)
+        return autocast_context(self.device, self.amp)
 
     def _train_model(self) -> nn.Module:
         model = self.model
@@ -411,24 +188,18 @@ class ClassificationTrainer:
         return model
 
     # -- checkpoints
-    def save(self, iteration: int) -> str:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
-                 "iteration": iteration, "best_val": self.best_val, "meter": list(self.meter),
-                 "pixel_mean": self.pixel_mean, "rng": _rng_state(), "cfg": self.cfg.dump(),
-                 "model_name": self.cfg.MODEL.NAME}
-        path = Path(self.cfg.OUTPUT_DIR) / f"model_{iteration:07d}.pth"
-        save_checkpoint_atomic(state, path)
-        for old in list_checkpoints(self.cfg.OUTPUT_DIR)[self.cfg.SOLVER.KEEP_LAST:]:
-            old.unlink()
-        self.last_checkpoint = str(path)
-        return str(path)
+    def _checkpoint_state(self) -> Dict:
+        """What a checkpoint holds besides the weights and the checkpointables."""
+        return {"best_val": self.best_val, "meter": list(self.meter),
+                "pixel_mean": self.pixel_mean, "rng": _rng_state(), "cfg": self.cfg.dump(),
+                "model_name": self.cfg.MODEL.NAME}
 
-    def save_weights(self, name: str, **extra) -> str:
-        """Weights only (model_best.pth, model_final.pth): what --eval-only and export read."""
-        return save_checkpoint_atomic({"model": self.model.state_dict(), "pixel_mean": self.pixel_mean,
-                                       "cfg": self.cfg.dump(), "model_name": self.cfg.MODEL.NAME,
-                                       **extra}, Path(self.cfg.OUTPUT_DIR) / name)
+    def _save_best(self, iteration: int, val_error: float) -> str:
+        """``model_best.pth``: the weights and what reading them needs (not a resume point)."""
+        return save_checkpoint_atomic(
+            {"model": self.model.state_dict(), "pixel_mean": self.pixel_mean,
+             "cfg": self.cfg.dump(), "model_name": self.cfg.MODEL.NAME, "iteration": iteration,
+             "val_top1_err": val_error}, Path(self.cfg.OUTPUT_DIR) / "model_best.pth")
 
     # -- evaluation
     def evaluate(self, mode: str, dataset=None) -> Dict:
@@ -450,7 +221,7 @@ class ClassificationTrainer:
     def train(self) -> Dict:
         cfg, s = self.cfg, self.cfg.SOLVER
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        if hasattr(self, "_rng"):
+        if self._rng is not None:
             _set_rng_state(self._rng)
         model = self._train_model()
         model.train()
@@ -461,6 +232,10 @@ class ClassificationTrainer:
                             batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
                             collate_fn=collate_skipping, pin_memory=self.device.startswith("cuda"),
                             persistent_workers=False)
+        periodic = PeriodicCheckpointer(self.checkpointer, s.CHECKPOINT_PERIOD, max_iter=s.MAX_ITER,
+                                        max_to_keep=s.KEEP_LAST)
+        # the rotation also covers what the run wrote before a resume
+        periodic.recent_checkpoints = periodic_checkpoints(cfg.OUTPUT_DIR, before=self.start_iter)
         log = MetricsLog(cfg.OUTPUT_DIR, self.start_iter) if self.main else None
         from tqdm import tqdm
         bar = tqdm(total=s.MAX_ITER, initial=self.start_iter, unit="it", dynamic_ncols=True,
@@ -469,9 +244,6 @@ class ClassificationTrainer:
         skipped_total, t_log = 0, time.perf_counter()
         try:
             for it, (images, labels, skipped) in zip(range(self.start_iter, s.MAX_ITER), loader):
-                lr = self.schedule.lr(it)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
                 stats = torch.zeros(4, dtype=torch.float64, device=self.device)
                 stats[3] = skipped
                 if images is not None:
@@ -486,22 +258,26 @@ class ClassificationTrainer:
                 else:  # every image of this process's share was skipped
                     loss = sum(p.sum() * 0 for p in self.model.parameters())
                 stats = all_reduce_sum(stats).cpu()
-                mean_loss = stats[0].item() / max(stats[2].item(), 1)
-                if not math.isfinite(mean_loss):
-                    raise NonFiniteLossError(
-                        f"the training loss is {mean_loss} at iteration {it + 1}; training stopped. "
-                        f"The last good checkpoint is {self.last_checkpoint or 'none (none written yet)'}. "
-                        "Lower SOLVER.BASE_LR (or check the data), then run again with --resume.")
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                with self.warmup.lr_for_step(self.optimizer) as lr:
+                    mean_loss = stats[0].item() / max(stats[2].item(), 1)
+                    if not math.isfinite(mean_loss):
+                        last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else ""
+                        raise NonFiniteLossError(
+                            f"the training loss is {mean_loss} at iteration {it + 1} (lr {lr:g}); "
+                            f"training stopped. The last good checkpoint is "
+                            f"{last or 'none (none written yet)'}. Lower SOLVER.BASE_LR (or check "
+                            "the data), then run again with --resume.")
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scaler.scale(loss).backward()
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                step_per_iteration(self.scheduler)
                 train_err = stats[1].item() / max(stats[2].item(), 1)
                 skipped_total += int(stats[3].item())
                 self.meter = [self.meter[0] + stats[0].item(), self.meter[1] + stats[1].item(),
                               self.meter[2] + stats[2].item()]
                 done = it + 1
-                message = self.schedule.after_iteration(it, train_err)
+                message = self.warmup.after_iteration(it, train_err)
                 if message and self.main:
                     bar.write(message)
                 bar.update(1)
@@ -520,20 +296,17 @@ class ClassificationTrainer:
                     self._validate(done, log, bar)
                 if done % s.CHECKPOINT_PERIOD == 0 or done == s.MAX_ITER:
                     if self.main:
-                        self.save(done)
+                        periodic.step(it, **self._checkpoint_state())
                     synchronize()
         finally:
             bar.close()
             if log is not None:
                 log.close()
-        if self.main:
-            self.save_weights("model_final.pth")
-        synchronize()
         return {"skipped_train_images": skipped_total}
 
     def _validate(self, done: int, log: Optional[MetricsLog], bar) -> None:
         result = self.evaluate(self.cfg.TEST.EVAL_MODE)
-        message = self.schedule.after_eval(result["top1_err"])
+        message = step_per_evaluation(self.scheduler, result["top1_err"])
         if self.main:
             log.write({"iteration": done, "val_top1_err": result["top1_err"],
                        "val_top5_err": result["top5_err"], "time": time.time()})
@@ -544,4 +317,4 @@ class ClassificationTrainer:
         if result["top1_err"] < self.best_val:
             self.best_val = result["top1_err"]
             if self.main:
-                self.save_weights("model_best.pth", iteration=done, val_top1_err=result["top1_err"])
+                self._save_best(done, result["top1_err"])

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..distributed import all_reduce_sum, get_rank, get_world_size
-from .data import ArrayDataset
+from ..data.datasets import ArrayDataset
 from .transforms import TestViews
 
 

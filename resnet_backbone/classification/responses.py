@@ -9,7 +9,7 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-from ..layers import ConvNorm
+from ..models.layers import ConvNorm
 
 
 def three_by_three_layers(model: nn.Module) -> List[Tuple[str, ConvNorm]]:

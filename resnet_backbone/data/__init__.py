@@ -1,1 +1,2 @@
-"""Datasets: synthetic stand-ins in the real formats (COCO json, VOC xml) and loaders."""
+"""Datasets in their real formats (CIFAR-10 python batches, ImageNet folders: ``datasets``) and
+the synthetic stand-ins written in those formats and in COCO json / VOC xml (``synthetic``)."""

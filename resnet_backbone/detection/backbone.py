@@ -1,9 +1,11 @@
 """Detectron2 backbones built from the package's networks (``BACKBONE_REGISTRY`` entries).
 
-* ``build_paper_resnet``: the paper's ResNet (``resnet_backbone.resnet.build_resnet``, the same
-  stage and block code as the classifiers) configured by ``MODEL.PAPER_RESNET``.
+* ``PaperResNet``: ``resnet_backbone.models.ResNet`` (the same stage and block code as the
+  classifiers) as a detectron2 ``Backbone``; ``build_paper_resnet`` makes it from
+  ``MODEL.PAPER_RESNET``.
 * ``build_paper_resnet_fpn_backbone``: that ResNet as the bottom-up path of detectron2's ``FPN``.
-* ``build_vgg16_backbone``: VGG-16 conv1_1..conv5_3 (no pool5, stride 16), ``MODEL.VGG16``.
+* ``VGG16Backbone``: VGG-16 conv1_1..conv5_3 (no pool5, stride 16); ``build_vgg16_backbone``
+  reads ``MODEL.VGG16``.
 
 Every option is checked when the model is built; a bad value raises ``ValueError`` naming the
 config key and the valid choices.
@@ -13,10 +15,30 @@ from typing import Any, Dict, Iterator
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
+from detectron2.modeling.backbone import Backbone
 from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 
-from ..resnet import ResNet, build_resnet
-from ..vgg import VGG16
+from ..models.resnet import ResNet
+from ..models.vgg import VGG16
+
+
+class _ShapeSpecs:
+    """``output_shape()`` as detectron2's ``ShapeSpec`` objects (built with keywords: it is a
+    namedtuple in v0.6 and a dataclass on main)."""
+
+    def output_shape(self) -> Dict[str, ShapeSpec]:
+        return {name: ShapeSpec(channels=self._out_feature_channels[name],
+                                stride=self._out_feature_strides[name])
+                for name in self._out_features}
+
+
+class PaperResNet(_ShapeSpecs, ResNet, Backbone):
+    """The paper's ResNet (``resnet_backbone.models.ResNet``, same constructor and parameter
+    names: ``stem.conv1``, ``res2.0.conv1.norm``, ...) as a detectron2 backbone."""
+
+
+class VGG16Backbone(_ShapeSpecs, VGG16, Backbone):
+    """VGG-16's convolutions (``resnet_backbone.models.VGG16``) as a detectron2 backbone."""
 
 
 @contextmanager
@@ -29,24 +51,24 @@ def config_errors(node: str) -> Iterator[None]:
 
 
 def paper_resnet_options(cfg) -> Dict[str, Any]:
-    """``build_resnet`` keyword arguments from ``MODEL.PAPER_RESNET`` (the res5 head uses them too)."""
+    """The network's keyword arguments from ``MODEL.PAPER_RESNET`` (the res5 head uses them too)."""
     if "PAPER_RESNET" not in cfg.MODEL:
         raise ValueError("The config has no MODEL.PAPER_RESNET node: call "
-                         "resnet_backbone.add_paper_resnet_config(cfg) before merging the YAML.")
+                         "resnet_backbone.detection.add_paper_resnet_config(cfg) before merging "
+                         "the YAML.")
     c = cfg.MODEL.PAPER_RESNET
     return dict(depth=c.DEPTH, shortcut=c.SHORTCUT, residual=c.RESIDUAL,
                 stride_in_1x1=c.STRIDE_IN_1X1, norm=c.NORM)
 
 
 @BACKBONE_REGISTRY.register()
-def build_paper_resnet(cfg, input_shape: ShapeSpec) -> ResNet:
+def build_paper_resnet(cfg, input_shape: ShapeSpec) -> PaperResNet:
     """The paper's ResNet as a detectron2 backbone (C4 by default: ``res4``, stride 16)."""
     options = paper_resnet_options(cfg)
     c = cfg.MODEL.PAPER_RESNET
     with config_errors("MODEL.PAPER_RESNET"):
-        return build_resnet(**options, out_features=list(c.OUT_FEATURES),
-                            freeze_at=c.FREEZE_AT, res5_dilation=c.RES5_DILATION,
-                            in_channels=input_shape.channels)
+        return PaperResNet(**options, out_features=list(c.OUT_FEATURES), freeze_at=c.FREEZE_AT,
+                           res5_dilation=c.RES5_DILATION, in_channels=input_shape.channels)
 
 
 @BACKBONE_REGISTRY.register()
@@ -67,9 +89,9 @@ def build_paper_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
 
 
 @BACKBONE_REGISTRY.register()
-def build_vgg16_backbone(cfg, input_shape: ShapeSpec) -> VGG16:
+def build_vgg16_backbone(cfg, input_shape: ShapeSpec) -> VGG16Backbone:
     """VGG-16 conv1_1..conv5_3 (no pool5): the 512-channel, stride-16 ``conv5_3`` map."""
     c = cfg.MODEL.VGG16
     with config_errors("MODEL.VGG16"):
-        return VGG16(out_features=list(c.OUT_FEATURES), freeze_at=c.FREEZE_AT,
-                     in_channels=input_shape.channels, ceil_mode=c.CEIL_MODE)
+        return VGG16Backbone(out_features=list(c.OUT_FEATURES), freeze_at=c.FREEZE_AT,
+                             in_channels=input_shape.channels, ceil_mode=c.CEIL_MODE)

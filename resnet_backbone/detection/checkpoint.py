@@ -13,41 +13,31 @@ What it loads, into ``build_paper_resnet`` / ``PaperRes5ROIHeads`` / ``build_vgg
   box head.
 * Our own detection checkpoints (resume).
 
-Unlike detectron2's, every file goes through ``resnet_backbone.checkpoint.load_checkpoint_file``
-(no plain ``pickle.load``: a crafted ``.pkl`` is refused before anything runs), saving is atomic,
-missing/unexpected keys are reported in one table, and a checkpoint that matches no parameter
-raises instead of silently training from scratch.
+Unlike detectron2's, it behaves as the package's own checkpointer
+(``resnet_backbone.checkpoint.SafeCheckpointerMixin``): every file goes through
+``load_checkpoint_file`` (no plain ``pickle.load``: a crafted ``.pkl`` is refused before anything
+runs), saving is atomic, and ``--resume`` continues from the newest readable checkpoint.
+Missing / unexpected keys are reported in the package's one table (``incompatible_keys_table``),
+and a checkpoint that matches no parameter raises instead of silently training from scratch.
 """
-import os
-from collections import defaultdict
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict
 from urllib.parse import parse_qs
 
 from detectron2.checkpoint import DetectionCheckpointer
-from tabulate import tabulate
 
-from ..checkpoint import CheckpointError, load_checkpoint_file, save_checkpoint_atomic
-from ..convert import to_paper, unwrap_state_dict
+from ..checkpoint import (CheckpointError, SafeCheckpointerMixin, incompatible_keys_table,
+                          load_checkpoint_file, state_dict_from_checkpoint)
+from ..convert import to_paper
 
 #: Prefix of a VGG-16 classifier's fc6/fc7 in our naming; stripped so they match ``box_head.fc6``.
 _VGG_FC_PREFIX = "head."
-
-
-def group_keys(keys: Iterable[str]) -> List[str]:
-    """``a.b.weight``, ``a.b.bias`` -> ``a.b.{bias,weight}``: one entry per module."""
-    groups: Dict[str, List[str]] = defaultdict(list)
-    for key in sorted(keys):
-        module, _, leaf = key.rpartition(".")
-        groups[module].append(leaf)
-    return [f"{m}.{{{','.join(v)}}}" if len(v) > 1 else (f"{m}.{v[0]}" if m else v[0])
-            for m, v in groups.items()]
 
 
 def _classifier_to_detection_names(state_dict: Dict[str, Any], num_model_keys: int) -> Dict[str, Any]:
     """Rename an ImageNet classifier (ours, torchvision ResNet / VGG-16) to the paper's names,
     with VGG's ``head.fc6``/``head.fc7`` as plain ``fc6``/``fc7`` for suffix matching."""
     try:
-        state_dict, _ = to_paper(unwrap_state_dict(state_dict)[0])
+        state_dict, _ = to_paper(state_dict_from_checkpoint(state_dict)[0])
     except ValueError as e:
         raise CheckpointError(f"The checkpoint matches none of the model's {num_model_keys} "
                               f"weights and is not a known classifier format: {e}") from e
@@ -55,7 +45,7 @@ def _classifier_to_detection_names(state_dict: Dict[str, Any], num_model_keys: i
             for k, v in state_dict.items()}
 
 
-class PaperDetectionCheckpointer(DetectionCheckpointer):
+class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
     """A ``DetectionCheckpointer`` for the paper's networks (see the module docstring).
 
     ``path?matching_heuristics=True`` forces suffix matching, as detectron2 main allows (v0.6
@@ -86,7 +76,7 @@ class PaperDetectionCheckpointer(DetectionCheckpointer):
             blobs = data.get("blobs", data)  # Caffe2 / Detectron (MSRA ImageNet models: flat)
             blobs = {k: v for k, v in blobs.items() if not k.endswith("_momentum")}
             return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
-        return data if "model" in data else {"model": unwrap_state_dict(data)[0]}
+        return data if "model" in data else {"model": state_dict_from_checkpoint(data, filename)[0]}
 
     def _load_model(self, checkpoint: Dict[str, Any]):
         model_keys = set(self.model.state_dict())
@@ -109,28 +99,13 @@ class PaperDetectionCheckpointer(DetectionCheckpointer):
         return incompatible
 
     def _log_incompatible_keys(self, incompatible) -> None:
-        """One table: weights left at their initial values, checkpoint entries not used."""
-        rows = [("shape mismatch", f"{k}: checkpoint {tuple(a)}, model {tuple(b)}")
-                for k, a, b in incompatible.incorrect_shapes]
-        mismatched = {k for k, *_ in incompatible.incorrect_shapes}
-        rows += [("missing (initialised)", k) for k in
-                 group_keys(k for k in incompatible.missing_keys if k not in mismatched)]
-        unexpected = [k for k in incompatible.unexpected_keys  # BN step counters: no weights
-                      if not k.endswith("num_batches_tracked")]
-        rows += [("unexpected (ignored)", k) for k in group_keys(unexpected)]
-        if rows:
-            self.logger.warning("Checkpoint and model differ:\n"
-                                + tabulate(rows, headers=["", "keys"], tablefmt="pipe"))
-
-    def save(self, name: str, **kwargs: Any) -> None:
-        """As detectron2's, but written atomically (temporary file, fsync, rename)."""
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict()}
-        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        save_file = os.path.join(self.save_dir, basename)
-        self.logger.info(f"Saving checkpoint to {save_file}")
-        save_checkpoint_atomic(data, save_file)
-        self.tag_last_checkpoint(basename)
+        """The package's one table: weights left at their initial values, checkpoint entries not
+        used, shape mismatches (BN step counters hold no weights and are left out)."""
+        mismatched = [(k, tuple(model), tuple(ckpt)) for k, ckpt, model in incompatible.incorrect_shapes]
+        table = incompatible_keys_table(
+            [k for k in incompatible.missing_keys if k not in {m for m, *_ in mismatched}],
+            [k for k in incompatible.unexpected_keys if not k.endswith("num_batches_tracked")],
+            mismatched)
+        if table:
+            self.logger.warning("Checkpoint and model differ (missing: left at their initial "
+                                "values; unexpected: ignored):\n" + table)

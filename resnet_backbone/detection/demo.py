@@ -2,7 +2,7 @@
 offline, on CPU, in a few minutes.
 
 With no ``--config-file``, ``train_det.py`` writes a small synthetic COCO-format dataset
-(``resnet_backbone.data.synthetic_shapes``: coloured shapes on textured backgrounds; training and
+(``resnet_backbone.data.synthetic``: coloured shapes on textured backgrounds; training and
 held-out validation images from different seeds) under ``<OUTPUT_DIR>/data``, registers it, and
 trains ``DEMO_CONFIG``: Faster R-CNN, the paper's C4 design with ResNet-18 from scratch (no
 ImageNet weights offline, so BN instead of FrozenBN), then evaluates with ``COCOEvaluator`` on
@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 from typing import List, Tuple
 
-from ..data.synthetic_shapes import write_shapes_coco
+from ..data.synthetic import write_shapes_coco
+from ..recipes import get_config_file
 
-#: The demo's config (its ``_BASE_`` is the paper's C4 recipe).
-DEMO_CONFIG = (Path(__file__).resolve().parents[2] / "configs" / "detection"
-               / "Demo-Shapes-R18-C4.yaml")
+#: The demo's config (its ``_BASE_`` is the paper's C4 recipe), inside ``resnet_backbone.configs``.
+DEMO_CONFIG = "detection/Demo-Shapes-R18-C4.yaml"
 #: Dataset names the demo config trains and tests on.
 TRAIN_NAME, VAL_NAME = "shapes_demo_train", "shapes_demo_val"
 #: Images of the generated splits, their size (H, W) and classes; the seeds differ, so the
@@ -26,10 +26,8 @@ TRAIN_SEED, VAL_SEED = 0, 1000
 
 
 def demo_config_file() -> str:
-    if not DEMO_CONFIG.is_file():
-        raise FileNotFoundError(f"The demo config {DEMO_CONFIG} is missing: run train_det.py from "
-                                "a checkout of the repository, or pass --config-file.")
-    return str(DEMO_CONFIG)
+    """The path of the demo's config file, in the installed package."""
+    return get_config_file(DEMO_CONFIG)
 
 
 def write_demo_datasets(data_dir: os.PathLike) -> List[Tuple[str, str, str]]:

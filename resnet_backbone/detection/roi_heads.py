@@ -11,8 +11,8 @@ from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
-from ..layers import msra_init_
-from ..resnet import build_stage, imagenet_stage_plans
+from ..models.layers import msra_init_
+from ..models.resnet import build_stage, imagenet_stage_plans
 from .backbone import config_errors, paper_resnet_options
 
 

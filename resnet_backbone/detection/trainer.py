@@ -3,13 +3,15 @@
 What it adds to ``DefaultTrainer`` (progress with ETA, TensorBoard events, periodic checkpoints
 and evaluation at ``TEST.EVAL_PERIOD`` come from it unchanged):
 
+* the model with the package's training fast path for the device (``resnet_backbone.fast``);
+
 * the evaluator from the dataset: ``COCOEvaluator`` (pure-Python COCO API when detectron2 has no
   compiled ops) or ``PascalVOCDetectionEvaluator`` (11-point AP for VOC 2007, as the paper);
 * the paper's metrics after each evaluation: COCO mAP@.5 and mAP@[.5,.95] (Table 8), VOC mAP
   (Table 7);
-* ``ResumableCheckpointer``: the plugin's safe, atomic ``PaperDetectionCheckpointer`` that, on
-  ``--resume``, skips a newest checkpoint that cannot be read (truncated by a crash or a full
-  disk) and continues from the newest readable one.
+* the plugin's safe, atomic ``PaperDetectionCheckpointer`` that, on ``--resume``, skips a newest
+  checkpoint that cannot be read (truncated by a crash or a full disk) and continues from the
+  newest readable one.
 """
 import logging
 import os
@@ -19,9 +21,9 @@ from typing import Dict, List, Optional
 
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
-from detectron2.utils import comm
 
-from ..checkpoint import CheckpointError, load_checkpoint_file
+from ..distributed import is_main_process
+from ..fast import speed_up_strided_1x1
 from .checkpoint import PaperDetectionCheckpointer
 from .datasets import VOC_SUBMISSION, evaluator_type, numpy_compat
 from .voc_submission import VOCSubmissionWriter
@@ -36,36 +38,6 @@ def has_compiled_ops() -> bool:
     except ImportError:
         return False
     return not getattr(_C, "PURE_PYTHON_BUILD", False)
-
-
-class ResumableCheckpointer(PaperDetectionCheckpointer):
-    """``PaperDetectionCheckpointer`` whose "last checkpoint" is the newest *readable* one."""
-
-    def _readable(self, path: str) -> bool:
-        key = (path, os.path.getmtime(path), os.path.getsize(path))
-        cache = self.__dict__.setdefault("_readable_cache", {})
-        if key not in cache:
-            try:
-                cache[key] = isinstance(load_checkpoint_file(path).get("model"), dict)
-            except (CheckpointError, AttributeError) as e:
-                self.logger.warning(f"Skipping checkpoint {path}: {e}")
-                cache[key] = False
-        return cache[key]
-
-    def get_checkpoint_file(self) -> str:
-        tagged = super().get_checkpoint_file()
-        others = sorted((f for f in self.get_all_checkpoint_files() if f != tagged),
-                        key=os.path.getmtime, reverse=True)
-        for path in ([tagged] if tagged and os.path.isfile(tagged) else []) + others:
-            if self._readable(path):
-                if path != tagged:
-                    self.logger.warning(f"The last checkpoint {tagged or '(none tagged)'} cannot "
-                                        f"be read; resuming from {path} instead.")
-                return path
-        return ""
-
-    def has_checkpoint(self) -> bool:
-        return bool(self.get_checkpoint_file())
 
 
 def default_setup_safe(cfg, args) -> None:
@@ -106,14 +78,18 @@ class DetectionTrainer(DefaultTrainer):
     def build_hooks(self):
         # DefaultTrainer.__init__ made a plain DetectionCheckpointer just before this call;
         # the hooks (PeriodicCheckpointer) must save through ours.
-        self.checkpointer = ResumableCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR,
-                                                  trainer=weakref.proxy(self))
+        self.checkpointer = PaperDetectionCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR,
+                                                       trainer=weakref.proxy(self))
         return super().build_hooks()
 
     @classmethod
-    def build_checkpointer(cls, cfg, model) -> ResumableCheckpointer:
+    def build_model(cls, cfg):
+        return speed_up_strided_1x1(super().build_model(cfg), cfg.MODEL.DEVICE)
+
+    @classmethod
+    def build_checkpointer(cls, cfg, model) -> PaperDetectionCheckpointer:
         """The checkpointer for evaluation-only runs (``--eval-only``)."""
-        return ResumableCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        return PaperDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -155,7 +131,7 @@ class DetectionTrainer(DefaultTrainer):
             with numpy_compat():
                 results[name] = super().test(one, model, None if evaluators is None
                                              else [evaluators[i]])
-        if comm.is_main_process():
+        if is_main_process():
             for name, res in results.items():
                 if res:
                     logger.info("Paper metric: " + paper_metrics(name, res))
@@ -168,6 +144,5 @@ def flat_results(cfg, results) -> Dict[str, Optional[Dict]]:
     return {names[0]: results} if len(names) == 1 else dict(results or {})
 
 
-__all__ = ["DetectionTrainer", "ResumableCheckpointer", "has_compiled_ops", "paper_metrics",
-           "default_setup_safe",
+__all__ = ["DetectionTrainer", "has_compiled_ops", "paper_metrics", "default_setup_safe",
            "flat_results"]

@@ -1,14 +1,14 @@
 """The Faster R-CNN VGG-16 box head: fc6 and fc7 (4096-d, ReLU, dropout) on a 7x7 RoI-pooled
 conv5_3 map, registered in ``ROI_BOX_HEAD_REGISTRY`` for detectron2's ``StandardROIHeads``.
 
-It is ``resnet_backbone.vgg.VGGFullyConnected``, the trunk of ``VGG16Classifier``, so its
+It is ``resnet_backbone.models.vgg.VGGFullyConnected``, the trunk of ``VGG16Classifier``, so its
 ``fc6``/``fc7`` take an ImageNet VGG-16 classifier's weights (``PaperDetectionCheckpointer``
 maps ours, ``head.fc6``, and torchvision's, ``classifier.0``/``classifier.3``).
 """
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_BOX_HEAD_REGISTRY
 
-from ..vgg import VGGFullyConnected
+from ..models.vgg import VGGFullyConnected
 
 
 @ROI_BOX_HEAD_REGISTRY.register()
@@ -18,7 +18,8 @@ class VGG16BoxHead(VGGFullyConnected):
     def __init__(self, cfg, input_shape: ShapeSpec):
         if "VGG16" not in cfg.MODEL:
             raise ValueError("The config has no MODEL.VGG16 node: call "
-                             "resnet_backbone.add_paper_resnet_config(cfg) before merging the YAML.")
+                             "resnet_backbone.detection.add_paper_resnet_config(cfg) before "
+                             "merging the YAML.")
         size = (input_shape.channels, input_shape.height, input_shape.width)
         if None in size:
             raise ValueError(f"VGG16BoxHead needs the pooled RoI shape (channels, height, width); "

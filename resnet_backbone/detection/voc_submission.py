@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Sequence
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.utils import comm
+
+from ..distributed import gather, is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ class VOCSubmissionWriter(DatasetEvaluator):
         return os.path.join(self._output_dir, "results", f"VOC{self._year}", "Main")
 
     def evaluate(self) -> Optional[Dict]:
-        gathered = comm.gather(dict(self._lines), dst=0)
-        if not comm.is_main_process():
+        gathered = gather(dict(self._lines), dst=0)
+        if not is_main_process():
             return None
         lines = defaultdict(list)
         for part in gathered:

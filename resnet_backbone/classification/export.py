@@ -1,0 +1,31 @@
+"""A trained classifier of ``tools/train_cls.py`` -> a backbone checkpoint for ``tools/train_det.py``.
+
+Our parameter names already are detectron2's ResNet names (``stem.conv1.*``, ``res2.0.conv1.*``),
+so the export drops the classifier (``linear.*``) and writes ``{"model": state_dict,
+"matching_heuristics": True, "meta": {...}}``: detectron2's checkpointer then matches ``res5.*``
+to ``backbone.res5.*`` / ``roi_heads.res5.*`` by suffix. ``meta`` records what the detector must
+use: the depth, shortcut option, stride placement, norm and the RGB pixel mean (0..255).
+"""
+from typing import Dict
+
+from ..checkpoint import load_checkpoint_file, save_checkpoint_atomic
+from ..models import model_spec
+from .config import cfg_from_checkpoint
+
+
+def export_backbone(weights: str, out: str) -> Dict:
+    """Write the backbone of the classifier checkpoint ``weights`` to ``out``; returns ``meta``."""
+    state = load_checkpoint_file(weights)
+    cfg = cfg_from_checkpoint(state)
+    spec = model_spec(cfg.MODEL.NAME)
+    if spec.family != "resnet":
+        raise ValueError(f"{spec.name} is not a ResNet/plain net; only those export as backbones")
+    sd = {k: v for k, v in state["model"].items() if not k.startswith("linear.")}
+    meta = {"model_name": spec.name, "depth": spec.depth, "cifar": spec.cifar,
+            "residual": spec.residual, "shortcut": cfg.MODEL.SHORTCUT or spec.default_shortcut,
+            "stride_in_1x1": bool(cfg.MODEL.STRIDE_IN_1X1), "norm": cfg.MODEL.NORM,
+            "input_format": "RGB", "pixel_mean": state["pixel_mean"].float().mean((1, 2)).tolist(),
+            "pixel_std": list(cfg.INPUT.PIXEL_STD)}
+    save_checkpoint_atomic({"model": sd, "matching_heuristics": True,
+                            "__author__": "resnet_backbone", "meta": meta}, out)
+    return meta

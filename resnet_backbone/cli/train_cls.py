@@ -1,0 +1,96 @@
+"""Train / evaluate the paper's ImageNet and CIFAR-10 classifiers (Sec. 3.4, Sec. 4.2).
+
+    resnet-train-cls                                       # embedded demo (CPU, ~1 min)
+    resnet-train-cls --config-file configs/classification/cifar10/resnet110.yaml \\
+        DATASETS.ROOT /data/cifar-10-batches-py OUTPUT_DIR output/c10_r110
+    resnet-train-cls --config-file ... --resume            # continue exactly
+    resnet-train-cls --config-file ... --eval-only MODEL.WEIGHTS output/x/model_final.pth \\
+        TEST.FINAL_MODES "['ten_crop','multi_scale']"
+    resnet-train-cls --num-gpus 8 --config-file configs/classification/imagenet/resnet50.yaml ...
+
+(``python tools/train_cls.py`` is the same.) detectron2's command line; multi-process with
+``--num-gpus`` (gloo on CPU) or ``torchrun``. Bad input ends with ``error: ...`` and exit status 2.
+"""
+import json
+import logging
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from ..classification.config import check_cls_cfg, get_cls_cfg
+from ..distributed import is_main_process, launch
+from .common import USER_ERRORS, print_error, run_tool, training_argument_parser
+
+
+def setup(args, world_size: int):
+    """The config: defaults (the embedded demo), the YAML, then ``KEY VALUE`` overrides."""
+    cfg = get_cls_cfg()
+    try:
+        if args.config_file:
+            if not os.path.isfile(args.config_file):
+                raise FileNotFoundError(f"config file {args.config_file} does not exist")
+            cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+    except (AssertionError, KeyError) as e:  # yacs reports unknown keys / odd lists this way
+        text = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise ValueError(f"{text} (the keys and their meaning: "
+                         "resnet_backbone/classification/config.py)") from None
+    check_cls_cfg(cfg, world_size)
+    cfg.freeze()
+    return cfg
+
+
+def worker(args, world_size: int) -> None:
+    """One process's job. In a multi-process job a user error ends the process with
+    ``error: ...`` and exit status 2 (the launcher then stops the others)."""
+    try:
+        train_and_evaluate(args, world_size)
+    except USER_ERRORS as e:
+        if world_size == 1:
+            raise
+        sys.exit(print_error(e))
+
+
+def train_and_evaluate(args, world_size: int) -> None:
+    from ..classification.engine import ClassificationTrainer
+
+    cfg = setup(args, world_size)
+    logging.basicConfig(level=logging.INFO if is_main_process() else logging.WARNING,
+                        format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    if is_main_process():
+        (Path(cfg.OUTPUT_DIR) / "config.yaml").write_text(cfg.dump())
+    trainer = ClassificationTrainer(cfg, resume=args.resume, eval_only=args.eval_only)
+    if not args.eval_only:
+        skipped = trainer.train()["skipped_train_images"]
+        if skipped and is_main_process():
+            print(f"{skipped} unreadable training images were skipped", flush=True)
+    results = trainer.final_evaluation()
+    if is_main_process():
+        for name, r in results.items():
+            print(f"{name}: top-1 error {r['top1_err']:.2f}%  top-5 error {r['top5_err']:.2f}%  "
+                  f"({r['count']} images" + (f", {r['skipped']} unreadable skipped" if r["skipped"] else "")
+                  + ")", flush=True)
+        out = Path(cfg.OUTPUT_DIR)
+        (out / ("eval_results.json" if args.eval_only else "final_results.json")).write_text(
+            json.dumps(results, indent=2))
+        print(f"outputs in {out.resolve()}: config.yaml, metrics.csv, metrics.json, tensorboard/, "
+              "model_final.pth, model_best.pth, model_<iter>.pth, last_checkpoint, "
+              "final_results.json", flush=True)
+
+
+def main(argv=None) -> int:
+    args = training_argument_parser(__doc__).parse_args(argv)
+    world_size = int(os.environ.get("WORLD_SIZE", args.num_gpus * args.num_machines))
+
+    def body() -> None:
+        cfg = setup(args, world_size)  # config errors before any process starts
+        launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args, world_size),
+               timeout=timedelta(seconds=cfg.DIST_TIMEOUT_S))
+    return run_tool(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

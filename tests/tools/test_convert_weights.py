@@ -1,0 +1,59 @@
+"""tools/convert_weights.py (resnet-convert-weights): as a user runs it, and in this process."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torchvision
+
+from resnet_backbone import build_resnet, create_model
+from resnet_backbone.checkpoint import load_checkpoint_file
+from resnet_backbone.cli import convert_weights
+
+from helpers import randomize_norms_
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "convert_weights.py"
+
+
+def run_tool(*args, cwd):
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_convert_weights_tool(tmp_path, capsys):
+    """torchvision -> paper (.pth) -> detectron2 (.pkl, read by detectron2's checkpointer) ->
+    caffe2 (.pkl); bad input: exit status 2 and a one-line error."""
+    tv = randomize_norms_(torchvision.models.resnet18()).eval()
+    torch.save({"model": tv.state_dict(), "epoch": torch.tensor(3)}, tmp_path / "tv.pth")
+    done = run_tool("tv.pth", "paper.pth", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "122 tensors (inside 'model'), format torchvision_resnet" in done.stdout
+    ours = create_model("resnet18").eval()
+    ours.load_state_dict(load_checkpoint_file(tmp_path / "paper.pth"), strict=True)
+
+    assert convert_weights.main(["--to", "detectron2", str(tmp_path / "paper.pth"),
+                                 str(tmp_path / "d2.pkl")]) == 0
+    d2_file = load_checkpoint_file(tmp_path / "d2.pkl")
+    assert d2_file["matching_heuristics"] and d2_file["__author__"] == "resnet_backbone"
+    if importlib.util.find_spec("detectron2") is not None:  # the suite's environment has it
+        from detectron2.checkpoint import DetectionCheckpointer
+        backbone = build_resnet(18, out_features=["res5"])
+        DetectionCheckpointer(backbone).load(str(tmp_path / "d2.pkl"))
+        assert torch.equal(backbone.res4[1].conv2.weight, ours.res4[1].conv2.weight)
+
+    assert convert_weights.main(["--to", "caffe2", str(tmp_path / "paper.pth"),
+                                 str(tmp_path / "c2.pkl")]) == 0
+    assert "res_conv1_bn_s" in load_checkpoint_file(tmp_path / "c2.pkl")["blobs"]
+    capsys.readouterr()
+    assert convert_weights.main(["--to", "caffe2", str(tmp_path / "paper.pth"),
+                                 str(tmp_path / "c2.pth")]) == 2
+    assert capsys.readouterr().err.startswith("error: --to caffe2 writes a .pkl")
+
+    torch.save({"encoder.weight": torch.zeros(2)}, tmp_path / "other.pth")
+    bad = run_tool("--from", "torchvision", "other.pth", "out.pth", cwd=tmp_path)
+    assert bad.returncode == 2 and not (tmp_path / "out.pth").exists()
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: Unrecognised checkpoint format"), bad.stderr
