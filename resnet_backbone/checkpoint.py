@@ -30,6 +30,7 @@ import builtins
 import collections
 import contextlib
 import io
+import json
 import logging
 import os
 import pickle
@@ -51,7 +52,7 @@ __all__ = [
     "save_checkpoint_atomic", "verify_checkpoint", "checkpoint_is_complete",
     "latest_complete_checkpoint", "state_dict_from_checkpoint", "describe_shape_mismatches",
     "load_state_dict_checked", "incompatible_keys_table", "group_keys", "CONTAINER_KEYS",
-    "write_text_atomic", "SafeCheckpointerMixin", "SafeCheckpointer",
+    "write_text_atomic", "append_text", "keep_json_lines", "SafeCheckpointerMixin", "SafeCheckpointer",
 ]
 
 
@@ -325,10 +326,14 @@ def _write_atomic(path: os.PathLike, write: Callable[[Any], None],
                   verify: Optional[Callable[[Path], None]]) -> str:
     """Write through ``write(file)`` to a temporary file beside ``path``, fsync it, run
     ``verify(tmp_path)``, rename it over ``path`` and fsync the folder. On any failure the
-    temporary file is removed and ``path`` is untouched."""
+    temporary file is removed, ``path`` is untouched, and a ``CheckpointError`` says what
+    happened (a full disk, a folder that cannot be written, ...)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise CheckpointError(f"cannot write {path}: {e.strerror or e} (nothing was changed)") from e
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; torch.save's mode
@@ -338,10 +343,14 @@ def _write_atomic(path: os.PathLike, write: Callable[[Any], None],
         if verify is not None:
             verify(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        if isinstance(e, CheckpointError) or not isinstance(e, Exception):
+            raise
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"writing {path} failed ({reason}); the file that had this name, "
+                              "if any, is unchanged") from e
     _fsync_dir(path.parent)
     return str(path)
 
@@ -538,8 +547,40 @@ def load_state_dict_checked(model: torch.nn.Module, state: Mapping[str, Any], *,
 # fvcore checkpointers that load safely, save atomically and resume from a readable file
 # --------------------------------------------------------------------------------------------
 def write_text_atomic(path: os.PathLike, text: str) -> str:
-    """Write a small text file (``last_checkpoint``) so it is never found half-written."""
+    """Write a small text file (``last_checkpoint``, a metrics file) so that it is never found
+    half-written."""
     return _write_atomic(path, lambda f: f.write(text.encode()), None)
+
+
+def keep_json_lines(path: os.PathLike, keep: Callable[[Dict], bool]) -> List[Dict]:
+    """Rewrite (atomically) a file of one JSON object per line with only the objects ``keep``
+    accepts, dropping a line cut by a crash; returns them. A resumed run uses it to drop what
+    the interrupted one logged after its checkpoint."""
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and keep(row):
+                    rows.append(row)
+        write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    return rows
+
+
+def append_text(path: os.PathLike, text: str) -> None:
+    """Append whole lines with one ``write`` call (``O_APPEND``), fsynced: a crash leaves the
+    file with or without them, not with half a line."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class SafeCheckpointerMixin:

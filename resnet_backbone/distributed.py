@@ -9,6 +9,7 @@ instead of hanging it. Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the
 the process group is initialised from the environment and nothing is spawned.
 """
 import os
+import random
 import socket
 from datetime import timedelta
 from typing import Any, Callable, List, Optional, Sequence
@@ -62,6 +63,14 @@ def gather(obj: Any, dst: int = 0) -> Optional[List[Any]]:
     out = [None] * get_world_size() if get_rank() == dst else None
     dist.gather_object(obj, out, dst=dst)
     return out
+
+
+def shared_random_seed() -> int:
+    """A random seed, the same in every process (process 0's draw)."""
+    seed = [random.randrange(2 ** 31)]
+    if get_world_size() > 1:
+        dist.broadcast_object_list(seed, src=0)
+    return seed[0]
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

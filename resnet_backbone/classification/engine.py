@@ -14,13 +14,11 @@ and ``model_name`` (what ``--eval-only`` and the backbone export read) beside th
 import logging
 import math
 import os
-import random
 import re
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from fvcore.common.checkpoint import PeriodicCheckpointer
@@ -29,7 +27,9 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint import CheckpointError, SafeCheckpointer, load_checkpoint_file, save_checkpoint_atomic
 from ..distributed import all_reduce_sum, get_local_rank, get_rank, get_world_size, synchronize
+from ..errors import NonFiniteLossError, non_finite_loss_message
 from ..fast import autocast_context, speed_up_strided_1x1
+from ..seeding import rng_state, seed_everything, set_rng_state
 from ..models import create_model, model_spec
 from .data import (build_datasets, build_test_views, build_train_transform, check_num_classes,
                    compute_mean)
@@ -43,10 +43,6 @@ from .transforms import Normalizer
 logger = logging.getLogger("resnet_backbone.cls")
 #: A periodic checkpoint's name (fvcore's PeriodicCheckpointer writes model_final.pth beside them).
 PERIODIC_CHECKPOINT = re.compile(r"^model_(\d{7})\.pth$")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
 
 
 def build_model(cfg) -> nn.Module:
@@ -63,31 +59,6 @@ def build_model(cfg) -> nn.Module:
                              "(set MODEL.SHORTCUT \"\")")
         kw["shortcut"] = cfg.MODEL.SHORTCUT
     return create_model(spec.name, **kw)
-
-
-def _rng_state() -> Dict:
-    np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            "python": list(random.getstate()[1]), "python_version": random.getstate()[0]}
-
-
-def _set_rng_state(state: Dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
-    random.setstate((state["python_version"], tuple(state["python"]), None))
-
-
-def seed_everything(seed: int) -> None:
-    """Python, numpy and torch RNGs (ours: detectron2's ``seed_all_rng`` does the same, but this
-    layer does not import detectron2)."""
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
 
 
 def periodic_checkpoints(output_dir: str, before: Optional[int] = None) -> List[str]:
@@ -173,6 +144,11 @@ class ClassificationTrainer:
             return self.cfg.MODEL.WEIGHTS
         if eval_only:
             raise ValueError("--eval-only needs MODEL.WEIGHTS (a checkpoint to evaluate)")
+        if self.cfg.MODEL.NORM == "FrozenBN":
+            raise ValueError("MODEL.NORM FrozenBN with random weights normalises nothing (its "
+                             "statistics are fixed at 0 and 1): train from scratch with MODEL.NORM "
+                             "BN (naiveSyncBN / SyncBN for several processes), or start from "
+                             "pre-trained weights with MODEL.WEIGHTS")
         return None
 
     def _autocast(self):
@@ -191,7 +167,7 @@ class ClassificationTrainer:
     def _checkpoint_state(self) -> Dict:
         """What a checkpoint holds besides the weights and the checkpointables."""
         return {"best_val": self.best_val, "meter": list(self.meter),
-                "pixel_mean": self.pixel_mean, "rng": _rng_state(), "cfg": self.cfg.dump(),
+                "pixel_mean": self.pixel_mean, "rng": rng_state(), "cfg": self.cfg.dump(),
                 "model_name": self.cfg.MODEL.NAME}
 
     def _save_best(self, iteration: int, val_error: float) -> str:
@@ -222,7 +198,7 @@ class ClassificationTrainer:
         cfg, s = self.cfg, self.cfg.SOLVER
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         if self._rng is not None:
-            _set_rng_state(self._rng)
+            set_rng_state(self._rng)
         model = self._train_model()
         model.train()
         sampler = TrainBatchSampler(len(self.train_set), s.IMS_PER_BATCH, seed=cfg.SEED,
@@ -262,11 +238,9 @@ class ClassificationTrainer:
                     mean_loss = stats[0].item() / max(stats[2].item(), 1)
                     if not math.isfinite(mean_loss):
                         last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else ""
-                        raise NonFiniteLossError(
-                            f"the training loss is {mean_loss} at iteration {it + 1} (lr {lr:g}); "
-                            f"training stopped. The last good checkpoint is "
-                            f"{last or 'none (none written yet)'}. Lower SOLVER.BASE_LR (or check "
-                            "the data), then run again with --resume.")
+                        raise NonFiniteLossError(non_finite_loss_message(
+                            mean_loss, it + 1, lr, last, "SOLVER.BASE_LR too high for this model "
+                            "and batch (lower it, or warm up with SOLVER.WARMUP_LR), or bad data"))
                     self.optimizer.zero_grad(set_to_none=True)
                     self.scaler.scale(loss).backward()
                     self.scaler.step(self.optimizer)

@@ -4,28 +4,38 @@ Our parameter names already are detectron2's ResNet names (``stem.conv1.*``, ``r
 so the export drops the classifier (``linear.*``) and writes ``{"model": state_dict,
 "matching_heuristics": True, "meta": {...}}``: detectron2's checkpointer then matches ``res5.*``
 to ``backbone.res5.*`` / ``roi_heads.res5.*`` by suffix. ``meta`` records what the detector must
-use: the depth, shortcut option, stride placement, norm and the RGB pixel mean (0..255).
+use (``resnet_backbone.detection`` applies it): the depth, shortcut option, stride placement,
+norm, input format and the RGB pixel mean and std (0..255), and how many batches the BN
+statistics saw (a short pre-training gives statistics that FrozenBN fine-tuning cannot use).
 """
-from typing import Dict
+from typing import Dict, Mapping
 
 from ..checkpoint import load_checkpoint_file, save_checkpoint_atomic
 from ..models import model_spec
 from .config import cfg_from_checkpoint
 
 
-def export_backbone(weights: str, out: str) -> Dict:
-    """Write the backbone of the classifier checkpoint ``weights`` to ``out``; returns ``meta``."""
-    state = load_checkpoint_file(weights)
+def backbone_meta(state: Mapping) -> Dict:
+    """What a checkpoint of ``tools/train_cls.py`` (with its ``cfg`` and ``pixel_mean``) says
+    about the backbone in it."""
     cfg = cfg_from_checkpoint(state)
     spec = model_spec(cfg.MODEL.NAME)
     if spec.family != "resnet":
         raise ValueError(f"{spec.name} is not a ResNet/plain net; only those export as backbones")
-    sd = {k: v for k, v in state["model"].items() if not k.startswith("linear.")}
-    meta = {"model_name": spec.name, "depth": spec.depth, "cifar": spec.cifar,
+    counters = [int(v) for k, v in state["model"].items() if k.endswith("num_batches_tracked")]
+    return {"model_name": spec.name, "depth": spec.depth, "cifar": spec.cifar,
             "residual": spec.residual, "shortcut": cfg.MODEL.SHORTCUT or spec.default_shortcut,
             "stride_in_1x1": bool(cfg.MODEL.STRIDE_IN_1X1), "norm": cfg.MODEL.NORM,
             "input_format": "RGB", "pixel_mean": state["pixel_mean"].float().mean((1, 2)).tolist(),
-            "pixel_std": list(cfg.INPUT.PIXEL_STD)}
+            "pixel_std": list(cfg.INPUT.PIXEL_STD),
+            "bn_batches": min(counters) if counters else None}
+
+
+def export_backbone(weights: str, out: str) -> Dict:
+    """Write the backbone of the classifier checkpoint ``weights`` to ``out``; returns ``meta``."""
+    state = load_checkpoint_file(weights)
+    meta = backbone_meta(state)
+    sd = {k: v for k, v in state["model"].items() if not k.startswith("linear.")}
     save_checkpoint_atomic({"model": sd, "matching_heuristics": True,
                             "__author__": "resnet_backbone", "meta": meta}, out)
     return meta

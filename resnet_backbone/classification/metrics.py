@@ -2,12 +2,16 @@
 per line; what ``tools/plot_curves.py`` reads) and TensorBoard events (``torch.utils.tensorboard``).
 
 Ours, not detectron2's ``EventWriter``s: the classification layer does not import detectron2,
-and a resumed run must rewrite what the interrupted one logged after its checkpoint.
+and a resumed run must rewrite what the interrupted one logged after its checkpoint. Lines are
+appended whole (one write each) and rewrites are atomic: a crash never leaves half a line.
 """
 import csv
+import io
 import json
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Iterable
+
+from ..checkpoint import append_text, keep_json_lines, write_text_atomic
 
 
 class MetricsLog:
@@ -25,28 +29,21 @@ class MetricsLog:
 
     def _truncate_after(self, start_iter: int) -> None:
         """A resumed run rewrites what the interrupted one logged after its checkpoint."""
-        rows = []
-        if self.json.exists():
-            for line in self.json.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash
-                if row.get("iteration", 0) <= start_iter:
-                    rows.append(row)
-        with open(self.json, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-        with open(self.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, self.FIELDS)
+        rows = keep_json_lines(self.json, lambda row: row.get("iteration", 0) <= start_iter)
+        write_text_atomic(self.csv, self._csv_lines(rows, header=True))
+
+    def _csv_lines(self, rows: Iterable[Dict], header: bool = False) -> str:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.FIELDS)
+        if header:
             writer.writeheader()
-            writer.writerows({k: r.get(k, "") for k in self.FIELDS} for r in rows)
+        writer.writerows({k: r.get(k, "") for k in self.FIELDS} for r in rows)
+        return text.getvalue()
 
     def write(self, row: Dict) -> None:
         row = {k: v for k, v in row.items() if k in self.FIELDS}
-        with open(self.json, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        with open(self.csv, "a", newline="") as f:
-            csv.DictWriter(f, self.FIELDS).writerow({k: row.get(k, "") for k in self.FIELDS})
+        append_text(self.json, json.dumps(row) + "\n")
+        append_text(self.csv, self._csv_lines([row]))
         for key, value in row.items():
             if key not in ("iteration", "epoch", "time") and isinstance(value, (int, float)):
                 self.tb.add_scalar(key, value, row["iteration"])

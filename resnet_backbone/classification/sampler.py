@@ -8,9 +8,7 @@ consumed batches are skipped, not loaded).
 import torch
 from torch.utils.data import Dataset
 
-
-def sample_seed(seed: int, epoch: int, position: int) -> int:
-    return ((seed * 1_000_003 + epoch) * 10_000_019 + position) % (2 ** 63 - 1)
+from ..seeding import derived_seed
 
 
 class TrainBatchSampler:
@@ -42,7 +40,7 @@ class TrainBatchSampler:
                 g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
                 perm, perm_epoch = torch.randperm(self.n, generator=g), epoch
             lo = k * self.batch + self.rank * per
-            yield [(int(perm[p]), sample_seed(self.seed, epoch, p)) for p in range(lo, lo + per)]
+            yield [(int(perm[p]), derived_seed(self.seed, epoch, p)) for p in range(lo, lo + per)]
 
 
 class AugmentedDataset(Dataset):

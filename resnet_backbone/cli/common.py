@@ -8,10 +8,11 @@ from typing import Callable, Optional
 from ..checkpoint import CheckpointError
 from ..data.datasets import CorruptImageError
 from ..distributed import WorkerFailedError
+from ..errors import NonFiniteLossError
 
 #: Exceptions that mean bad input (arguments, config values, files, data), not a bug.
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError,
-               CheckpointError, CorruptImageError, FloatingPointError, WorkerFailedError)
+               CheckpointError, CorruptImageError, NonFiniteLossError, WorkerFailedError)
 
 
 def message(e: BaseException) -> str:

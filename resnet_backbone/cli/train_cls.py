@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..classification.config import check_cls_cfg, get_cls_cfg
 from ..distributed import is_main_process, launch
+from ..errors import prepare_output_dir
 from .common import USER_ERRORS, print_error, run_tool, training_argument_parser
 
 
@@ -37,6 +38,7 @@ def setup(args, world_size: int):
         raise ValueError(f"{text} (the keys and their meaning: "
                          "resnet_backbone/classification/config.py)") from None
     check_cls_cfg(cfg, world_size)
+    prepare_output_dir(cfg.OUTPUT_DIR)
     cfg.freeze()
     return cfg
 

@@ -10,7 +10,8 @@ COCO-format datasets. Builtin COCO / VOC datasets are read from ``$DETECTRON2_DA
         --num-gpus 8 SOLVER.IMS_PER_BATCH 8
     resnet-train-det --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth
 
-(``python tools/train_det.py`` is the same.) Bad input ends with ``error: ...`` and exit status 2.
+(``python tools/train_det.py`` is the same.) ``--num-gpus N`` starts N processes: NCCL on GPUs,
+gloo on a CPU machine. Bad input ends with ``error: ...`` and exit status 2.
 """
 import json
 import logging
@@ -21,6 +22,7 @@ import time
 import torch
 
 from ..distributed import is_main_process, launch, synchronize
+from ..errors import prepare_output_dir
 from .common import USER_ERRORS, print_error, run_tool, training_argument_parser
 
 logger = logging.getLogger("detectron2.resnet_backbone")
@@ -36,9 +38,11 @@ def build_parser():
 
 
 def setup(args):
-    """The config: package keys, then the YAML (the demo's when none is given), then overrides."""
+    """The config: package keys, then the YAML (the demo's when none is given), then overrides,
+    then what the weights say about the backbone (``detection.pretrained``)."""
     from ..detection import get_detection_cfg
     from ..detection.demo import demo_config_file
+    from ..detection.pretrained import apply_weights_meta
     from ..detection.trainer import default_setup_safe
 
     try:
@@ -50,14 +54,21 @@ def setup(args):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available: running on the CPU (MODEL.DEVICE cpu).", file=sys.stderr)
         cfg.MODEL.DEVICE = "cpu"
+    prepare_output_dir(cfg.OUTPUT_DIR)
+    applied, warnings = apply_weights_meta(cfg, args.opts)
     cfg.freeze()
     default_setup_safe(cfg, args)
+    for line in applied:
+        logger.info(line)
+    for line in warnings:
+        logger.warning(line)
     return cfg
 
 
 def register(cfg, args):
-    """``--dataset`` entries, and for the demo its generated datasets; then check every name."""
-    from ..detection.datasets import check_datasets, register_datasets
+    """``--dataset`` entries, and for the demo its generated datasets; then check every name
+    and validate every dataset the job uses (``detection.validation``)."""
+    from ..detection.datasets import check_datasets, register_datasets, validate_datasets
     from ..detection.demo import write_demo_datasets
 
     specs = [tuple(spec) for spec in args.dataset]
@@ -68,10 +79,14 @@ def register(cfg, args):
         synchronize()
         specs = write_demo_datasets(data_dir) + specs
     register_datasets(specs)
-    check_datasets(([] if args.eval_only else list(cfg.DATASETS.TRAIN)) + list(cfg.DATASETS.TEST))
+    train = [] if args.eval_only else list(cfg.DATASETS.TRAIN)
+    check_datasets(train + list(cfg.DATASETS.TEST))
+    validate_datasets(train, list(cfg.DATASETS.TEST), strict=cfg.DATASETS.STRICT,
+                      output_dir=cfg.OUTPUT_DIR)
 
 
 def train_and_evaluate(args):
+    from ..detection.pretrained import check_frozen_norms
     from ..detection.trainer import DetectionTrainer
 
     start = time.perf_counter()
@@ -79,8 +94,9 @@ def train_and_evaluate(args):
     register(cfg, args)
     if args.eval_only:
         model = DetectionTrainer.build_model(cfg)
-        DetectionTrainer.build_checkpointer(cfg, model).resume_or_load(cfg.MODEL.WEIGHTS,
-                                                                       resume=args.resume)
+        checkpointer = DetectionTrainer.build_checkpointer(cfg, model)
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        check_frozen_norms(model, checkpointer.last_load)
         results = DetectionTrainer.test(cfg, model)
     else:
         trainer = DetectionTrainer(cfg)
@@ -124,10 +140,6 @@ def main(argv=None) -> int:
     def body() -> None:
         from ..detection.distributed import setup_detectron2_comm
 
-        if world_size > 1 and not torch.cuda.is_available():
-            raise ValueError("--num-gpus/--num-machines > 1 needs CUDA GPUs (detectron2's trainer "
-                             "wraps the model in GPU DistributedDataParallel); on a CPU machine "
-                             "use --num-gpus 1.")
         launch(worker, args.num_gpus, num_machines=args.num_machines,
                machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args, world_size),
                worker_setup=setup_detectron2_comm)

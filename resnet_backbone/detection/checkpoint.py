@@ -49,13 +49,15 @@ class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
     """A ``DetectionCheckpointer`` for the paper's networks (see the module docstring).
 
     ``path?matching_heuristics=True`` forces suffix matching, as detectron2 main allows (v0.6
-    does not; here it works with both).
+    does not; here it works with both). After a load, ``last_load`` says what it loaded:
+    ``{"path", "missing"}`` (the model's names the file did not fill), or None for nothing.
     """
 
     _force_matching = False
+    last_load = None
 
     def load(self, path: str, *args, **kwargs):
-        self._force_matching = False
+        self._force_matching, self.last_load = False, None
         if path and "?" in path:
             path, query = path.split("?", 1)
             options = parse_qs(query)
@@ -63,6 +65,7 @@ class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
             if options:
                 raise ValueError(f"Unsupported query {sorted(options)} in checkpoint path; the only "
                                  "one is ?matching_heuristics=True")
+        self._path = path
         return super().load(path, *args, **kwargs)
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
@@ -96,6 +99,9 @@ class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
                 f"start: {sample}). It is not a checkpoint of this network: check MODEL.WEIGHTS "
                 f"and MODEL.BACKBONE.NAME / MODEL.PAPER_RESNET.DEPTH, or set MODEL.WEIGHTS \"\" "
                 f"to train from scratch on purpose.")
+        self.last_load = {"path": self._path,
+                          "missing": sorted(not_loaded - {k for k in model_keys
+                                                          if k.endswith("num_batches_tracked")})}
         return incompatible
 
     def _log_incompatible_keys(self, incompatible) -> None:

@@ -17,7 +17,8 @@ def _add_defaults(node: CN, defaults: dict) -> None:
 
 
 def add_paper_resnet_config(cfg: CN) -> CN:
-    """Add ``MODEL.PAPER_RESNET`` and ``MODEL.VGG16`` to a detectron2 config (idempotent)."""
+    """Add ``MODEL.PAPER_RESNET``, ``MODEL.VGG16`` and ``DATASETS.STRICT`` to a detectron2
+    config (idempotent)."""
     if "PAPER_RESNET" not in cfg.MODEL:
         cfg.MODEL.PAPER_RESNET = CN()
     _add_defaults(cfg.MODEL.PAPER_RESNET, dict(
@@ -57,6 +58,9 @@ def add_paper_resnet_config(cfg: CN) -> CN:
         # Dropout after fc6 and fc7 in training: 0.5, as VGG-16 and Faster R-CNN.
         DROPOUT=0.5,
     ))
+    # Datasets are checked before a job (resnet_backbone.detection.validation): False skips
+    # (and counts) the bad annotations of a training set; True makes any problem an error.
+    _add_defaults(cfg.DATASETS, dict(STRICT=False))
     return cfg
 
 

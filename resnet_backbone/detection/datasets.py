@@ -12,7 +12,10 @@ checks that their files exist before a long job starts.
   (``register_pascal_voc`` on a user folder sets only dirname/year/split).
 * ``numpy_compat()``: detectron2 v0.6 reads VOC image lists with ``np.str``, which NumPy 2
   removed; inside this context the old alias exists again (nothing changes on detectron2 main).
+* ``validate_datasets``: the checks of ``.validation`` on every dataset of a job, once, before
+  it starts; bad annotations of a training set are skipped (or, ``DATASETS.STRICT``, an error).
 """
+import logging
 import os
 import warnings
 from contextlib import contextmanager
@@ -22,6 +25,8 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
+from ..distributed import is_main_process, synchronize
+from .validation import DatasetError, check_coco, check_records, problems_table, write_cleaned_coco
 from .voc_submission import EVALUATOR_TYPE as VOC_SUBMISSION
 
 #: NumPy aliases detectron2 v0.6 uses (``np.str`` in ``load_voc_instances``) and NumPy 2 lacks.
@@ -114,3 +119,66 @@ def check_datasets(names: Iterable[str]) -> None:
                 f"Dataset {name!r}: {', '.join(missing)} not found. Builtin datasets are read from "
                 f"$DETECTRON2_DATASETS (now {root!r}; see detectron2's datasets/README.md for the "
                 "layout); user datasets come from --dataset NAME JSON IMAGE_ROOT.")
+
+
+logger = logging.getLogger("detectron2.resnet_backbone")
+
+
+def _report(name: str, problems, unannotated: int, strict: bool, skipped: bool) -> None:
+    if unannotated:
+        logger.info(f"Dataset {name!r}: {unannotated} images without annotations (detectron2 "
+                    "leaves them out of training with DATALOADER.FILTER_EMPTY_ANNOTATIONS).")
+    if not problems:
+        return
+    logger.warning(f"Dataset {name!r}: {len(problems)} problems:\n" + problems_table(problems))
+    if strict:
+        raise DatasetError(f"dataset {name!r} has {len(problems)} problems (the table above); "
+                           "fix them, or set DATASETS.STRICT False to skip its bad annotations")
+    if skipped:
+        bad = sum(p.annotation is not None for p in problems)
+        logger.warning(f"Dataset {name!r}: {bad} bad annotations skipped (DATASETS.STRICT True "
+                       "makes them an error).")
+
+
+def _reregister_coco(name: str, json_file: str) -> None:
+    """``name`` again, reading ``json_file`` (a cleaned copy) with the same metadata."""
+    meta = MetadataCatalog.get(name)
+    kept = {k: v for k, v in meta.as_dict().items()
+            if k not in ("name", "json_file", "image_root", "evaluator_type")}
+    image_root = meta.image_root
+    DatasetCatalog.remove(name)
+    MetadataCatalog.remove(name)
+    register_coco_instances(name, kept, json_file, image_root)
+
+
+def validate_datasets(train_names: Sequence[str], test_names: Sequence[str], *, strict: bool,
+                      output_dir: str) -> None:
+    """Check every dataset of a job once (``.validation``); training sets then train without
+    their bad annotations (a COCO one from a cleaned copy in ``output_dir/datasets``)."""
+    for name in dict.fromkeys([*train_names, *test_names]):
+        meta, kind, train = MetadataCatalog.get(name), evaluator_type(name), name in train_names
+        if kind == "coco":
+            problems, bad, unannotated = check_coco(meta.json_file, meta.image_root)
+            _report(name, problems, unannotated, strict, skipped=train and bool(bad))
+            if train and bad:
+                cleaned = os.path.join(output_dir, "datasets", f"{name}.json")
+                if is_main_process():
+                    write_cleaned_coco(meta.json_file, bad, cleaned)
+                synchronize()
+                _reregister_coco(name, cleaned)
+        elif kind in ("pascal_voc", VOC_SUBMISSION):
+            try:
+                with numpy_compat():
+                    records = DatasetCatalog.get(name)
+            except Exception as e:  # a file the loader cannot parse, a class it does not know
+                raise DatasetError(f"dataset {name!r} cannot be loaded from "
+                                   f"{getattr(meta, 'dirname', '?')}: {type(e).__name__}: {e}") from None
+            if not records:
+                raise DatasetError(f"dataset {name!r} is empty: {getattr(meta, 'dirname', '?')} "
+                                   f"lists no images for split {getattr(meta, 'split', '?')!r}")
+            problems, cleaned, unannotated = check_records(records, len(meta.thing_classes))
+            _report(name, problems, unannotated if kind == "pascal_voc" else 0, strict,
+                    skipped=train and bool(problems))
+            if train and problems:
+                DatasetCatalog.remove(name)
+                DatasetCatalog.register(name, lambda cleaned=cleaned: cleaned)

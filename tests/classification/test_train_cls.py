@@ -115,6 +115,7 @@ def _cli_in_process(capsys, *argv):
     (["SOLVER.LR_SCHEDULER", "cosine"], "valid choices: 'step', 'plateau'"),
     (["--config-file", "nope.yaml"], "config file nope.yaml does not exist"),
     (["MODEL.NAME", "cifar_plain20", "MODEL.SHORTCUT", "B"], "MODEL.SHORTCUT applies to residual nets only"),
+    (["MODEL.NORM", "FrozenBN"], "MODEL.NORM FrozenBN with random weights normalises nothing"),
 ])
 def test_bad_config_gives_clear_error_exit_2(capsys, tmp_path, argv, expected):
     rc, err = _cli_in_process(capsys, *argv, "OUTPUT_DIR", tmp_path, *FAST)

@@ -7,6 +7,8 @@ Every malicious payload here is first shown to be real: a plain ``pickle``/``tor
 """
 import argparse
 import collections
+import errno
+import json
 import copyreg
 import logging
 import os
@@ -600,3 +602,53 @@ def test_public_names_kept():
     assert issubclass(UnsafeCheckpointError, CheckpointError)
     assert issubclass(CheckpointError, RuntimeError)
     assert set(ckpt.__all__) <= set(dir(ckpt))
+
+
+# --------------------------------------------------------------------------------------------
+# Faults while writing: the previous files stay, the error says what happened
+# --------------------------------------------------------------------------------------------
+def _checkpointer(tmp_path):
+    from resnet_backbone.checkpoint import SafeCheckpointer
+    return SafeCheckpointer(torch.nn.Linear(4, 2), str(tmp_path))
+
+
+def test_full_disk_during_a_save_keeps_the_previous_checkpoint_and_tag(tmp_path, monkeypatch):
+    checkpointer = _checkpointer(tmp_path)
+    checkpointer.save("model_0000009", iteration=9)
+    before = (tmp_path / "model_0000009.pth").read_bytes()
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)  # the data is written, then cannot be synced
+    with pytest.raises(CheckpointError, match="model_0000019.pth failed .No space left on device"):
+        checkpointer.save("model_0000019", iteration=19)
+    monkeypatch.undo()
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000009.pth"
+    assert (tmp_path / "model_0000009.pth").read_bytes() == before
+    assert not (tmp_path / "model_0000019.pth").exists()
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000009.pth"]  # no temp
+    assert checkpointer.resume_or_load("", resume=True)["iteration"] == 9
+
+
+def test_unwritable_folder_is_said(tmp_path, monkeypatch):
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(CheckpointError, match=r"cannot write .*model.pth: Permission denied \(nothing was changed\)"):
+        save_checkpoint_atomic({"w": torch.ones(1)}, tmp_path / "model.pth")
+
+
+def test_metrics_lines_are_whole_and_cut_back_on_resume(tmp_path):
+    from resnet_backbone.checkpoint import append_text, keep_json_lines
+    path = tmp_path / "metrics.json"
+    for it in range(5):
+        append_text(path, json.dumps({"iteration": it, "loss": 1.0 / (it + 1)}) + "\n")
+    with open(path, "a") as f:
+        f.write('{"iteration": 5, "lo')  # as a writer killed mid-line (not ours) leaves it
+    rows = keep_json_lines(path, lambda row: row["iteration"] < 3)
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    assert [json.loads(line)["iteration"] for line in path.read_text().splitlines()] == [0, 1, 2]

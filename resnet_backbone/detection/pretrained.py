@@ -1,0 +1,127 @@
+"""Pre-trained backbone weights must fit the backbone, and FrozenBN needs its statistics.
+
+* ``apply_weights_meta``: a backbone exported by ``tools/export_backbone.py`` (its ``meta``) or a
+  checkpoint of ``tools/train_cls.py`` (its ``cfg``) says how the weights were trained. What
+  describes the weights (shortcut option, stride placement, residual or plain, input format and
+  pixel mean / std) is applied to the config, each with a log line, unless the command line set
+  it to something else: that, and a depth that differs, stop the job with the exact override.
+* ``check_frozen_norms``: a backbone whose norms are FrozenBN (``NORM FrozenBN``, or stages
+  frozen by ``FREEZE_AT``) normalises with the statistics of its weights. With no weights, or a
+  file that leaves backbone weights or statistics missing, it would normalise nothing (loss 1e6
+  and NaN within iterations), so the job stops and says what to do instead.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..checkpoint import CheckpointError, group_keys, load_checkpoint_file
+
+#: Backbone weights of a detector: the backbone and, in the C4 design, the res5 head.
+BACKBONE_PREFIXES = ("backbone.", "roi_heads.res5.")
+#: FrozenBN statistics from fewer batches than this are likely far from converged.
+FEW_BN_BATCHES = 100
+FROM_SCRATCH = ("train from scratch with MODEL.PAPER_RESNET.NORM BN (or GN, SyncBN) and "
+                "MODEL.PAPER_RESNET.FREEZE_AT 0, or give pre-trained weights in MODEL.WEIGHTS")
+
+
+def weights_meta(path: str) -> Optional[Dict]:
+    """What a weights file of this package says about its backbone (None for other files:
+    MSRA, torchvision, detectron2 checkpoints)."""
+    if not path or "://" in path or not path.endswith((".pth", ".pt", ".pkl")):
+        return None
+    try:
+        state = load_checkpoint_file(path)
+    except CheckpointError:
+        return None  # the checkpointer reports it when it loads the file
+    if not isinstance(state, dict):
+        return None
+    if isinstance(state.get("meta"), dict):
+        return state["meta"]
+    if "cfg" in state and "pixel_mean" in state:
+        from ..classification.export import backbone_meta
+        return backbone_meta(state)
+    return None
+
+
+def _explicit(key: str, opts: Sequence[str]) -> bool:
+    return key in list(opts)[::2]
+
+
+def apply_weights_meta(cfg, opts: Sequence[str] = ()) -> Tuple[List[str], List[str]]:
+    """Make the (unfrozen) config fit the backbone in ``cfg.MODEL.WEIGHTS``. Returns what to
+    log once logging is set up: (what it set, warnings). ``opts``: the command line's ``KEY
+    VALUE`` overrides."""
+    meta = weights_meta(cfg.MODEL.WEIGHTS)
+    if meta is None or not cfg.MODEL.BACKBONE.NAME.startswith("build_paper_resnet"):
+        return [], []
+    source = f"the weights {cfg.MODEL.WEIGHTS} ({meta.get('model_name', 'a ResNet')})"
+    if meta.get("cifar"):
+        raise ValueError(f"{source} are a CIFAR-10 network (3 stages on 32x32 images), not a "
+                         "detection backbone; export an ImageNet ResNet")
+    c = cfg.MODEL.PAPER_RESNET
+    if meta.get("depth") != c.DEPTH:
+        raise ValueError(f"{source} are ResNet-{meta.get('depth')}, the config says "
+                         f"MODEL.PAPER_RESNET.DEPTH {c.DEPTH}: set MODEL.PAPER_RESNET.DEPTH "
+                         f"{meta.get('depth')}, or use other weights")
+    if c.NORM == "FrozenBN" and meta.get("norm") == "GN":
+        raise ValueError(f"{source} were trained with GN, which has no statistics for FrozenBN: "
+                         "set MODEL.PAPER_RESNET.NORM GN")
+    wanted = {"MODEL.PAPER_RESNET.RESIDUAL": meta.get("residual"),
+              "MODEL.PAPER_RESNET.STRIDE_IN_1X1": meta.get("stride_in_1x1"),
+              "INPUT.FORMAT": meta.get("input_format"),
+              "MODEL.PIXEL_MEAN": meta.get("pixel_mean"), "MODEL.PIXEL_STD": meta.get("pixel_std")}
+    if meta.get("residual"):
+        wanted["MODEL.PAPER_RESNET.SHORTCUT"] = meta.get("shortcut")
+    applied = []
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        node, leaf = key.rsplit(".", 1)
+        current = getattr(_node(cfg, node), leaf)
+        if (list(current) == list(value)) if isinstance(value, list) else current == value:
+            continue
+        if _explicit(key, opts):
+            raise ValueError(f"{source} were trained with {key.rsplit('.', 1)[1]} {value!r}, the "
+                             f"command line sets {key} {current!r}: set {key} {value!r} (or "
+                             "leave it out: it is taken from the weights)")
+        setattr(_node(cfg, node), leaf, value)
+        applied.append(f"Set {key} {value!r} (from {source})")
+    warnings = []
+    batches = meta.get("bn_batches")
+    if c.NORM == "FrozenBN" and batches is not None and batches < FEW_BN_BATCHES:
+        warnings.append(f"The BN statistics of {source} come from only {batches} training "
+                        "batches: FrozenBN fine-tuning with statistics so far from converged may "
+                        "diverge (pre-train longer, or fine-tune with NORM BN).")
+    return applied, warnings
+
+
+def _node(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def check_frozen_norms(model, loaded: Optional[Dict]) -> None:
+    """Stop (ValueError naming the fix) if the backbone has FrozenBN layers and ``loaded``, the
+    checkpointer's record of what it loaded (None: nothing), leaves them without statistics or
+    the backbone without weights."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    frozen = {name for name, m in model.named_modules()
+              if type(m).__name__ == "FrozenBatchNorm2d" and name.startswith(BACKBONE_PREFIXES)}
+    if not frozen:
+        return
+    if loaded is None:
+        raise ValueError("MODEL.WEIGHTS is empty, but the backbone's norms are FrozenBN (NORM "
+                         "FrozenBN, or stages frozen by FREEZE_AT): with random weights they "
+                         "normalise nothing and the loss diverges within a few iterations; "
+                         + FROM_SCRATCH)
+    missing = set(loaded["missing"])
+    # An affine-only BN (the MSRA caffe2 files) carries weight and bias, no statistics: the
+    # layer's initial statistics (mean 0, variance 1 - eps) make it exactly that affine map.
+    affine = {m for m in frozen if f"{m}.weight" not in missing and f"{m}.bias" not in missing}
+    lacking = sorted(k for k in missing if k.startswith(BACKBONE_PREFIXES)
+                     and not (k.rsplit(".", 1)[0] in affine and k.endswith(("running_mean", "running_var"))))
+    if lacking:
+        shown = ", ".join(group_keys(lacking)[:4])
+        raise ValueError(f"{loaded['path']} does not provide {len(lacking)} of the backbone's "
+                         f"weights and statistics ({shown}, ...), which fine-tuning with FrozenBN "
+                         "needs: check MODEL.PAPER_RESNET (DEPTH, SHORTCUT, RESIDUAL, "
+                         "STRIDE_IN_1X1) against the weights, or " + FROM_SCRATCH)
