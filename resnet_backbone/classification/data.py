@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.datasets import ArrayDataset, ImageFolderDataset, load_cifar10
 from ..data.synthetic import make_synthetic
-from .transforms import CifarTrainTransform, ImageNetTrainTransform, Normalizer, TestViews
+from .transforms import CifarTrainTransform, FastImageNetTrainTransform, Normalizer, TestViews
 
 
 def build_datasets(cfg):
@@ -84,9 +84,11 @@ class _CenterViews(Dataset):
 
 
 def build_train_transform(cfg, normalizer: Normalizer):
+    """The training augmentation of INPUT.RECIPE. ImageNet's returns uint8 pixels and each
+    image's lighting shift; the trainer finishes the batch on its device (``DeviceNormalizer``)."""
     if cfg.INPUT.RECIPE == "imagenet":
-        return ImageNetTrainTransform(normalizer, cfg.INPUT.TRAIN_SCALE, cfg.INPUT.CROP_SIZE,
-                                      cfg.INPUT.COLOR_PCA_STD, cfg.INPUT.FLIP)
+        return FastImageNetTrainTransform(cfg.INPUT.TRAIN_SCALE, cfg.INPUT.CROP_SIZE,
+                                          cfg.INPUT.COLOR_PCA_STD, cfg.INPUT.FLIP)
     return CifarTrainTransform(normalizer, cfg.INPUT.CIFAR_PAD, cfg.INPUT.FLIP)
 
 

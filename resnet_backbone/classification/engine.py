@@ -38,7 +38,7 @@ from .metrics import MetricsLog
 from .sampler import AugmentedDataset, TrainBatchSampler, collate_skipping
 from .schedule import (WarmUpUntilTrainError, build_lr_scheduler, step_per_evaluation,
                        step_per_iteration)
-from .transforms import Normalizer
+from .transforms import DeviceNormalizer, Normalizer
 
 logger = logging.getLogger("resnet_backbone.cls")
 #: A periodic checkpoint's name (fvcore's PeriodicCheckpointer writes model_final.pth beside them).
@@ -102,6 +102,7 @@ class ClassificationTrainer:
         if self.pixel_mean is None:
             self.pixel_mean = self._shared_mean()
         self.normalizer = Normalizer(self.pixel_mean, cfg.INPUT.PIXEL_STD)
+        self.device_normalizer = DeviceNormalizer(self.normalizer, self.device)
         self.views = build_test_views(cfg, self.normalizer)
         if loaded:
             logger.info("loaded %s", loaded)
@@ -153,6 +154,14 @@ class ClassificationTrainer:
 
     def _autocast(self):
         return autocast_context(self.device, self.amp)
+
+    def _on_device(self, images) -> torch.Tensor:
+        """A training batch on the device: float images as they are, or (uint8 pixels,
+        lighting shifts) from the ImageNet augmentation, finished there."""
+        if isinstance(images, tuple):
+            pixels, shift = (t.to(self.device, non_blocking=True) for t in images)
+            return self.device_normalizer(pixels, shift)
+        return images.to(self.device, non_blocking=True)
 
     def _train_model(self) -> nn.Module:
         model = self.model
@@ -223,7 +232,7 @@ class ClassificationTrainer:
                 stats = torch.zeros(4, dtype=torch.float64, device=self.device)
                 stats[3] = skipped
                 if images is not None:
-                    images = images.to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
+                    images = self._on_device(images).contiguous(memory_format=memory_format)
                     labels = labels.to(self.device, non_blocking=True)
                     with self._autocast():
                         logits = model(images)

@@ -52,10 +52,21 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, key):
         index, seed = key
+        g = torch.Generator().manual_seed(seed)
+        if getattr(self.transform, "wants_unloaded", False) and hasattr(self.base, "read"):
+            x, label = self.base.read(index, lambda im: self.transform(im, g))
+            return None if x is None else (x, label)
         img, label = self.base[index]
         if img is None:  # corrupt, skipped (DATALOADER.SKIP_CORRUPT)
             return None
-        return self.transform(img, torch.Generator().manual_seed(seed)), label
+        return self.transform(img, g), label
+
+
+def _stack(samples):
+    """A batch of tensors, or of tuples of tensors (uint8 pixels, lighting shift) per part."""
+    if isinstance(samples[0], tuple):
+        return tuple(torch.stack(part) for part in zip(*samples))
+    return torch.stack(samples)
 
 
 def collate_skipping(items):
@@ -63,5 +74,5 @@ def collate_skipping(items):
     kept = [it for it in items if it is not None]
     if not kept:
         return None, None, len(items)
-    return (torch.stack([x for x, _ in kept]), torch.tensor([y for _, y in kept]),
+    return (_stack([x for x, _ in kept]), torch.tensor([y for _, y in kept]),
             len(items) - len(kept))

@@ -5,6 +5,14 @@ augmentation depends only on (seed, epoch, position) and a resumed run sees the 
 
 * ImageNet (Sec. 3.4): shorter side uniform in [256, 480], random 224x224 crop of the image or
   its horizontal flip, AlexNet PCA colour augmentation, per-pixel mean subtraction.
+  ``ImageNetTrainTransform`` is that definition, step by step (resize the whole image, crop,
+  float lighting and normalisation per sample). The trainer runs ``FastImageNetTrainTransform``:
+  the same draws give the same crop box, flip and colour shift, but it crops before it resizes
+  (the 224 crop of the image resized to shorter side s is the box of side 224 * short / s of
+  the original, resized to 224), lets the JPEG decoder skip the detail the resize would discard
+  (PIL ``draft``), and returns uint8 pixels and the colour shift: lighting and mean subtraction
+  run batched on the training device (``DeviceNormalizer``), and the loader moves a quarter of
+  the bytes.
 * CIFAR-10 (Sec. 4.2): per-pixel mean subtraction, 4 zero pixels padded on each side (zero is the
   mean after subtraction), random 32x32 crop, random flip.
 
@@ -12,7 +20,8 @@ Test views: ``center`` (optionally resize + center crop; CIFAR: the single origi
 ``ten_crop`` (the 4 corners + center of the resized image and of its flip), ``multi_scale``
 (the whole image, fully convolutional, shorter side in TEST.SCALES, with its flip).
 """
-from typing import List, Sequence
+import math
+from typing import List, NamedTuple, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -58,13 +67,48 @@ def _randint(lo: int, hi: int, g: torch.Generator) -> int:
 
 
 def color_pca_lighting(x: torch.Tensor, std: float, g: torch.Generator) -> torch.Tensor:
-    """AlexNet colour augmentation: add eigvec @ (alpha * eigval), alpha ~ N(0, std), to every
-    pixel of a 0..255 RGB image."""
+    """AlexNet colour augmentation: ``lighting_shift`` added to every pixel of a 0..255 RGB image."""
+    return x + lighting_shift(std, g).view(3, 1, 1)
+
+
+def lighting_shift(std: float, g: torch.Generator) -> torch.Tensor:
+    """AlexNet colour augmentation's per-image RGB shift (0..255 scale): eigvec @ (alpha *
+    eigval), alpha ~ N(0, std)."""
     alpha = torch.randn(3, generator=g) * std
-    return x + (PCA_EIGVEC @ (alpha * PCA_EIGVAL) * 255).view(3, 1, 1)
+    return PCA_EIGVEC @ (alpha * PCA_EIGVAL) * 255
+
+
+def resized_size(width: int, height: int, shorter: int) -> Tuple[int, int]:
+    """(width, height) after resizing the shorter side to ``shorter`` (torchvision's rule)."""
+    if width <= height:
+        return shorter, int(shorter * height / width)
+    return int(shorter * width / height), shorter
+
+
+class CropPlan(NamedTuple):
+    """One sample's draws of the paper's ImageNet augmentation."""
+
+    box: Tuple[float, float, float, float]  # left, top, right, bottom in original pixels
+    flip: bool
+    shift: torch.Tensor  # RGB lighting shift, (3,), 0..255 scale
+
+
+def paper_crop_plan(width: int, height: int, scale: Tuple[int, int], crop: int, flip: bool,
+                    pca_std: float, g: torch.Generator) -> CropPlan:
+    """The draws of ``ImageNetTrainTransform``, in its order: shorter side s, crop corner in the
+    resized image, flip, lighting; the crop as a box of the original image."""
+    s = _randint(*scale, g)
+    rw, rh = resized_size(width, height, s)
+    top, left = _randint(0, rh - crop, g), _randint(0, rw - crop, g)
+    flipped = flip and torch.rand(1, generator=g).item() < 0.5
+    shift = lighting_shift(pca_std, g) if pca_std > 0 else torch.zeros(3)
+    sx, sy = width / rw, height / rh
+    return CropPlan((left * sx, top * sy, (left + crop) * sx, (top + crop) * sy), flipped, shift)
 
 
 class ImageNetTrainTransform:
+    """The paper's ImageNet augmentation as defined: resize, crop, flip, lighting, normalise."""
+
     def __init__(self, normalizer: Normalizer, scale=(256, 480), crop: int = 224,
                  pca_std: float = 0.1, flip: bool = True):
         self.normalizer, self.scale, self.crop = normalizer, tuple(scale), crop
@@ -81,6 +125,59 @@ class ImageNetTrainTransform:
         if self.pca_std > 0:
             x = color_pca_lighting(x, self.pca_std, g)
         return self.normalizer(x)
+
+
+class FastImageNetTrainTransform:
+    """``ImageNetTrainTransform``'s augmentation, cropped before resizing, for the loader:
+    returns ``(uint8 crop (3, crop, crop), lighting shift (3,))``; ``DeviceNormalizer`` finishes
+    the batch. Takes a PIL image, best one not yet decoded (``wants_unloaded``: the dataset
+    hands the opened file, and a JPEG is then decoded at 1/2, 1/4 or 1/8 scale when the crop
+    is shrunk by at least that much), or a uint8 tensor."""
+
+    wants_unloaded = True
+
+    def __init__(self, scale=(256, 480), crop: int = 224, pca_std: float = 0.1, flip: bool = True):
+        self.scale, self.crop, self.pca_std, self.flip = tuple(scale), crop, pca_std, flip
+
+    def plan(self, width: int, height: int, g: torch.Generator) -> CropPlan:
+        return paper_crop_plan(width, height, self.scale, self.crop, self.flip, self.pca_std, g)
+
+    def __call__(self, img: Union[Image.Image, torch.Tensor], g: torch.Generator
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(img, torch.Tensor):
+            return self._from_tensor(img, g)
+        width, height = img.size
+        plan = self.plan(width, height, g)
+        left, top, right, bottom = plan.box
+        shrink = min(right - left, bottom - top) / self.crop
+        if shrink >= 2 and img.format == "JPEG":
+            # the decoder picks the largest 1/2^k scale that keeps at least the requested size
+            img.draft("RGB", (math.ceil(width / shrink), math.ceil(height / shrink)))
+            fx, fy = img.size[0] / width, img.size[1] / height
+            left, top, right, bottom = left * fx, top * fy, right * fx, bottom * fy
+        img = img.convert("RGB").resize((self.crop, self.crop), Image.BILINEAR,
+                                        box=(left, top, right, bottom))
+        if plan.flip:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        return TF.pil_to_tensor(img), plan.shift
+
+    def _from_tensor(self, img: torch.Tensor, g: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+        plan = self.plan(img.shape[-1], img.shape[-2], g)
+        left, top, right, bottom = (round(v) for v in plan.box)
+        x = TF.resize(img[:, top:bottom, left:right], [self.crop, self.crop], antialias=True)
+        return (x.flip(-1) if plan.flip else x).contiguous(), plan.shift
+
+
+class DeviceNormalizer:
+    """The last step of ``FastImageNetTrainTransform``, on a batch on the training device: add
+    each image's lighting shift, subtract the mean, divide by the std (float32)."""
+
+    def __init__(self, normalizer: Normalizer, device: Union[str, torch.device]):
+        self.mean, self.std = normalizer.mean.to(device), normalizer.std.to(device)
+
+    def __call__(self, pixels: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        x = pixels.float() + shift.to(pixels.device, torch.float32)[:, :, None, None]
+        return (x - self.mean) / self.std
 
 
 class CifarTrainTransform:

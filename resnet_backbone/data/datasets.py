@@ -9,7 +9,7 @@
   ``ImageFolder``); an unreadable image names its file, or is skipped and counted.
 """
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -120,10 +120,15 @@ class ImageFolderDataset(Dataset):
         return len(self.folder.samples)
 
     def __getitem__(self, index: int) -> Tuple[Optional[Image.Image], int]:
+        return self.read(index, lambda im: im.convert("RGB"))
+
+    def read(self, index: int, decode: Callable[[Image.Image], Any]) -> Tuple[Any, int]:
+        """``(decode(opened image), label)``: ``decode`` gets the file opened but not yet
+        decoded, so it can ask the JPEG decoder for a reduced size (``Image.draft``)."""
         path, label = self.folder.samples[index]
         try:
             with Image.open(path) as im:
-                return im.convert("RGB"), label
+                return decode(im), label
         except (OSError, ValueError, SyntaxError) as e:
             if self.skip_corrupt:
                 return None, label

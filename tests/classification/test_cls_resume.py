@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from resnet_backbone.checkpoint import load_checkpoint_file
@@ -36,12 +37,18 @@ def assert_same_state(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_resume_is_bit_identical(tmp_path):
-    full = ClassificationTrainer(cfg_with(tmp_path / "full", "SOLVER.MAX_ITER", 7))
+#: The ImageNet augmentation (uint8 crops, lighting and mean on the device) on the synthetic images.
+IMAGENET_RECIPE = ("INPUT.RECIPE", "imagenet", "INPUT.TRAIN_SCALE", [36, 48], "INPUT.CROP_SIZE", 32)
+
+
+@pytest.mark.parametrize("recipe", [(), IMAGENET_RECIPE], ids=["cifar", "imagenet"])
+def test_resume_is_bit_identical(tmp_path, recipe):
+    full = ClassificationTrainer(cfg_with(tmp_path / "full", "SOLVER.MAX_ITER", 7, *recipe))
     full.train()
-    part = ClassificationTrainer(cfg_with(tmp_path / "part", "SOLVER.MAX_ITER", 4))
+    part = ClassificationTrainer(cfg_with(tmp_path / "part", "SOLVER.MAX_ITER", 4, *recipe))
     part.train()  # stops at 4 with a checkpoint: then a fresh process-like trainer resumes
-    resumed = ClassificationTrainer(cfg_with(tmp_path / "part", "SOLVER.MAX_ITER", 7), resume=True)
+    resumed = ClassificationTrainer(cfg_with(tmp_path / "part", "SOLVER.MAX_ITER", 7, *recipe),
+                                    resume=True)
     assert resumed.start_iter == 4
     resumed.train()
     assert_same_state(full.model.state_dict(), resumed.model.state_dict())
