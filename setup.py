@@ -14,7 +14,7 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 TOOLS = ["train_cls", "train_det", "benchmark", "analyze_model", "convert_weights",
-         "export_backbone", "plot_curves", "plot_responses", "visualize_det"]
+         "export_backbone", "export_model", "plot_curves", "plot_responses", "visualize_det"]
 
 
 def read_version() -> str:
@@ -33,7 +33,8 @@ setup(
     # configs/ (the paper's recipes, the demos') ships inside the package as resnet_backbone.configs
     packages=find_packages(include=["resnet_backbone", "resnet_backbone.*"]) + ["resnet_backbone.configs"],
     package_dir={"resnet_backbone.configs": "configs"},
-    package_data={"resnet_backbone.configs": ["*/*.yaml", "*/*/*.yaml"]},
+    package_data={"resnet_backbone.configs": ["*/*.yaml", "*/*/*.yaml", "*/*.py",
+                                              "detection/common/*.py", "detection/common/*/*.py"]},
     python_requires=">=3.9",
     install_requires=["torch>=2.1", "torchvision>=0.16", "fvcore", "numpy", "pillow", "pyyaml",
                       "tabulate"],
@@ -41,6 +42,8 @@ setup(
         "classification": ["tensorboard", "tqdm", "matplotlib"],
         # + detectron2 v0.6 or main (not on PyPI; README "Installation and environment")
         "detection": ["pycocotools", "matplotlib"],
+        # export to ONNX and serve with ONNX Runtime (tools/export_model.py, benchmark rows)
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         "test": ["pytest", "tensorboard", "tqdm", "matplotlib", "pycocotools"],
     },
     entry_points={"console_scripts": [

@@ -292,12 +292,17 @@ def machine() -> dict:
     return info
 
 
+#: Rows with a printer of their own (``resnet_backbone.benchmark_serving.print_table``).
+OWN_PRINTERS = ("serve",)
+
+
 def print_table(results: List[dict], tablefmt: str = "simple") -> None:
+    """One table per row, in the order the rows ran (but those in ``OWN_PRINTERS``)."""
     from tabulate import tabulate
-    for row in ROWS:
-        rs = [r for r in results if r["row"] == row]
-        if not rs:
+    for row in dict.fromkeys(r["row"] for r in results):
+        if row in OWN_PRINTERS:
             continue
+        rs = [r for r in results if r["row"] == row]
         keys = [k for k in rs[0] if k != "row"]
         print(f"\n== {row} ==" if tablefmt == "simple" else f"\n#### {row}\n")
         print(tabulate([[r.get(k) for k in keys] for r in rs], headers=keys, floatfmt=".3f",

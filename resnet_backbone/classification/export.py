@@ -1,4 +1,6 @@
-"""A trained classifier of ``tools/train_cls.py`` -> a backbone checkpoint for ``tools/train_det.py``.
+"""A trained classifier of ``tools/train_cls.py`` -> a backbone checkpoint for ``tools/train_det.py``
+(``export_backbone``), or the classifier itself rebuilt for deployment (``classifier_from_checkpoint``,
+which ``resnet-export-model`` writes to ONNX / TorchScript / ``torch.export``).
 
 Our parameter names already are detectron2's ResNet names (``stem.conv1.*``, ``res2.0.conv1.*``),
 so the export drops the classifier (``linear.*``) and writes ``{"model": state_dict,
@@ -8,11 +10,14 @@ use (``resnet_backbone.detection`` applies it): the depth, shortcut option, stri
 norm, input format and the RGB pixel mean and std (0..255), and how many batches the BN
 statistics saw (a short pre-training gives statistics that FrozenBN fine-tuning cannot use).
 """
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Tuple
 
-from ..checkpoint import load_checkpoint_file, save_checkpoint_atomic
+from torch import nn
+
+from ..checkpoint import load_checkpoint_file, load_state_dict_checked, save_checkpoint_atomic
 from ..models import model_spec
 from .config import cfg_from_checkpoint
+from .engine import build_model
 
 
 def backbone_meta(state: Mapping) -> Dict:
@@ -39,3 +44,18 @@ def export_backbone(weights: str, out: str) -> Dict:
     save_checkpoint_atomic({"model": sd, "matching_heuristics": True,
                             "__author__": "resnet_backbone", "meta": meta}, out)
     return meta
+
+
+def classifier_from_checkpoint(weights: str) -> Tuple[nn.Module, str, int]:
+    """The trained network of a ``tools/train_cls.py`` checkpoint (built from the config it
+    records, every weight loaded strictly): ``(model, MODEL.NAME, input side)``. The model takes
+    the mean-subtracted (``INPUT.MEAN``) input the trainer fed it."""
+    state = load_checkpoint_file(weights)
+    cfg = cfg_from_checkpoint(state)
+    model = build_model(cfg)
+    load_state_dict_checked(model, state["model"], source=weights)
+    if cfg.DATASETS.NAME == "synthetic":
+        size = cfg.DATASETS.SYNTHETIC.IMAGE_SIZE
+    else:
+        size = 32 if cfg.INPUT.RECIPE == "cifar" else cfg.INPUT.CROP_SIZE
+    return model.eval(), cfg.MODEL.NAME, size

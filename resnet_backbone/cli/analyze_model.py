@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from .. import list_models
 from ..models.analysis import analyze, table1_rows, table6_rows
-from .common import run_tool
+from .common import add_network_options, network_options, run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,12 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("name", nargs="?", metavar="NAME", help="model name (see the list below)")
     parser.add_argument("--input-size", type=int, default=224,
                         help="side of the square input image (default 224; CIFAR nets: 32)")
-    parser.add_argument("--num-classes", type=int, default=None,
-                        help="classifier outputs (default: 1000 ImageNet nets, 10 CIFAR nets)")
-    parser.add_argument("--shortcut", choices=["A", "B", "C"], default=None,
-                        help="shortcut option of Sec. 3.3 (residual nets; default B ImageNet, A CIFAR)")
-    parser.add_argument("--stride-in-3x3", action="store_true",
-                        help="bottleneck stride in the 3x3 conv (torchvision) instead of the 1x1 (paper)")
+    add_network_options(parser)
     parser.add_argument("--table", action="store_true",
                         help="reproduce Table 1's FLOPs row and Table 6's parameter column")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -44,12 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def model_report(args: argparse.Namespace) -> dict:
-    options = {}
-    if args.shortcut:
-        options["shortcut"] = args.shortcut
-    if args.stride_in_3x3:
-        options["stride_in_1x1"] = False
-    return analyze(args.name, args.input_size, args.num_classes, **options)
+    return analyze(args.name, args.input_size, args.num_classes, **network_options(args))
 
 
 def print_model(report: dict) -> None:

@@ -1,6 +1,6 @@
 """Speed and memory of this package's networks next to their peers, in one process.
 
-Rows (``--rows``, comma-separated; default all):
+Rows (``--rows``, comma-separated; default all but serve and augmentation):
   classifier  training step and inference images/s: our ResNet-D vs torchvision's resnetD.
               "ours (3x3 stride)" has torchvision's exact architecture (stride_in_1x1=False);
               "ours (paper)" is Table 1 with the stride in the 1x1 conv (fewer FLOPs);
@@ -14,6 +14,20 @@ Rows (``--rows``, comma-separated; default all):
   memory      peak memory of each model of the rows above.
   scaling     time and memory of our nets against depth (ImageNet 18..152, CIFAR 20..1202),
               batch size and image size.
+  serve       CPU serving, fp32 unless named (not in the default --rows; needs the [onnx]
+              extra, detectron2 for its detector part): R-50 classifier at 224, batch 1 and 8,
+              in torchvision eager, ours eager, ours fast, ONNX Runtime fp32 and ONNX Runtime
+              INT8 (static QDQ quantisation, per-channel weights), with INT8's top-1 agreement
+              with fp32 on held-out synthetic images; then Faster R-CNN R-50-C4 on one image in
+              detectron2 eager, ours fast and ONNX Runtime. An ONNX row is timed only if its
+              export passed the parity check. Weights: --weights (a tools/train_cls.py
+              checkpoint), by default a network trained for a few steps on synthetic data in
+              the run (random weights make agreement meaningless); the detector is untrained
+              with FrozenBN calibrated on the image. See resnet_backbone/benchmark_serving.py.
+  augmentation  images/s one CPU core prepares for ImageNet training, on the same 32 JPEGs of
+              500x375: the paper's augmentation as defined (resize, crop, float), ours (crop
+              first, reduced JPEG decoding, uint8 out) and torchvision's RandomResizedCrop,
+              with decoding alone beside them (not in the default --rows).
 
 Every comparison times the models on the same input, interleaved (the order alternates each
 repeat), and reports the median of ``--repeats`` runs after ``--warmup`` runs; ratio =
@@ -25,6 +39,8 @@ during the step; on CPU the peak of live tensor bytes allocated by the step, rep
     resnet-benchmark                      # quick CPU run (< 5 min on 2 cores)
     resnet-benchmark --full --json out.json
     resnet-benchmark --device cuda --dtype bf16 --channels-last on --compile
+    resnet-benchmark --rows serve --json output/benchmark_serve.json
+    resnet-benchmark --rows augmentation --json output/benchmark_augmentation.json
 
 (``python tools/benchmark.py`` is the same.) The backbone and detector rows, and the C4 part of
 the memory row, compare with detectron2's builtin models and need detectron2.
@@ -37,21 +53,30 @@ import time
 import torch
 
 from .. import benchmark as core
+from .. import benchmark_serving as serving
 from ..fast import DTYPES, supports_dtype
 from .common import run_tool
 
-ROWS = core.ROWS
+#: Every row, in the order they run; ``--rows`` defaults to ``core.ROWS`` (not ``serve`` nor
+#: ``augmentation``: the ImageNet training augmentation on one core, classification layer).
+ROWS = core.ROWS + (serving.ROW, "augmentation")
 DETECTRON2_ROWS = ("backbone", "detector")
+
+#: The serve row's grid (both grids): classifier depth, sizes and image sets, the default
+#: weights' training steps, the detector's depth and image, and (tests only) a proposal cap.
+SERVE = dict(serve_depths=[50], serve_image_size=None, serve_batches=[1, 8],
+             serve_train_steps=30, serve_calibration_images=32, serve_held_out_images=64,
+             serve_det_depth=50, serve_det_size=(600, 1000), serve_det_proposals=None)
 
 QUICK = dict(depths=[50], backbone_depth=50, batch=2, image_size=224, det_size=(600, 1000),
              repeats=5, warmup=1, det_repeats=2,
              scale_depths=[18, 50], scale_cifar=[20, 56], scale_batches=[1, 4],
-             scale_sizes=[112, 224], scale_image_size=112)
+             scale_sizes=[112, 224], scale_image_size=112, **SERVE)
 FULL = dict(depths=[18, 34, 50, 101, 152], backbone_depth=101, batch=8, image_size=224,
             det_size=(600, 1000), repeats=10, warmup=2, det_repeats=5,
             scale_depths=[18, 34, 50, 101, 152], scale_cifar=[20, 32, 44, 56, 110, 1202],
             scale_batches=[1, 2, 4, 8, 16], scale_sizes=[112, 160, 224, 320, 448],
-            scale_image_size=224)
+            scale_image_size=224, **SERVE)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,11 +88,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--channels-last", default="off", choices=["on", "off"],
                    help="run every model (ours and peers) channels-last")
     p.add_argument("--compile", action="store_true", help="torch.compile every model")
-    p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {ROWS}")
+    p.add_argument("--rows", default=",".join(core.ROWS),
+                   help=f"comma-separated subset of {ROWS} (default: all but serve and augmentation)")
     p.add_argument("--full", action="store_true", help="the whole grid (long); default: quick")
-    p.add_argument("--depths", type=int, nargs="+", help="classifier row depths (18..152)")
+    p.add_argument("--depths", type=int, nargs="+",
+                   help="classifier and serve row depths (18..152)")
     p.add_argument("--batch", type=int, help="classifier batch size")
-    p.add_argument("--image-size", type=int, help="classifier image size")
+    p.add_argument("--image-size", type=int, help="classifier (and serve) image size")
+    p.add_argument("--serve-batches", type=int, nargs="+",
+                   help="serve row: classifier batch sizes (default 1 8)")
+    p.add_argument("--serve-det-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="serve row: the detector's image (default 600 1000)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="serve row: the classifier's weights, a tools/train_cls.py checkpoint "
+                        "(or a state dict of ours R-D); default: trained for a few steps on "
+                        "synthetic data in the run")
     p.add_argument("--repeats", type=int, help="timed runs per model (median reported)")
     p.add_argument("--warmup", type=int, help="untimed runs per model first")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -89,6 +124,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.classifier_modes = [m.strip() for m in args.classifier_modes.split(",") if m.strip()]
     if not args.classifier_modes or set(args.classifier_modes) - {"train", "inference"}:
         p.error("--classifier-modes takes 'train', 'inference' or 'train,inference'")
+    if serving.ROW in rows and (args.device != "cpu" or args.dtype != "fp32"):
+        p.error("the serve row measures CPU fp32 serving (INT8 is its own row); run it with "
+                "--device cpu --dtype fp32")
+    if args.weights and not os.path.isfile(args.weights):
+        p.error(f"--weights {args.weights}: no such file")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda but CUDA is not available; use --device cpu")
     if args.dtype != "fp32" and not supports_dtype(args.device, args.dtype):
@@ -99,6 +139,14 @@ def parse_args(argv=None) -> argparse.Namespace:
             grid[key] = getattr(args, key)
     if args.repeats is not None:
         grid["det_repeats"] = args.repeats
+    if args.depths:
+        grid["serve_depths"] = args.depths
+    if args.image_size:
+        grid["serve_image_size"] = args.image_size
+    if args.serve_batches:
+        grid["serve_batches"] = args.serve_batches
+    if args.serve_det_size:
+        grid["serve_det_size"] = tuple(args.serve_det_size)
     args.grid = grid
     return args
 
@@ -114,7 +162,24 @@ def detection_rows():
     return benchmark
 
 
-def run_row(row: str, bench: core.Bench, grid) -> list:
+def serve_rows(bench: core.Bench, grid, weights=None) -> list:
+    """The classifier part of the serve row, then its detector part (skipped, with the reason,
+    without detectron2)."""
+    results = serving.serve_classifier_rows(bench, grid, weights)
+    try:
+        module = detection_rows()
+    except ValueError as e:
+        print(f"[serve] detector rows skipped: {e}", file=sys.stderr)
+        return results
+    return results + module.serve_detector_rows(bench, grid)
+
+
+def run_row(row: str, bench: core.Bench, grid, weights=None) -> list:
+    if row == serving.ROW:
+        return serve_rows(bench, grid, weights)
+    if row == "augmentation":
+        from ..classification.augmentation_benchmark import augmentation_rows
+        return augmentation_rows(repeats=max(grid["repeats"], 3))
     if row == "classifier":
         return core.classifier_row(bench, grid)
     if row == "scaling":
@@ -132,7 +197,9 @@ def run_row(row: str, bench: core.Bench, grid) -> list:
 
 def benchmark(args) -> dict:
     if args.render:
-        return core.render(args.render)
+        report = core.render(args.render)
+        serving.print_table(report["results"], tablefmt="github")
+        return report
     if args.threads:
         torch.set_num_threads(args.threads)
     if set(args.rows) & set(DETECTRON2_ROWS):
@@ -142,7 +209,7 @@ def benchmark(args) -> dict:
     results = []
     for row in args.rows:
         row_start = time.time()
-        results += run_row(row, bench, args.grid)
+        results += run_row(row, bench, args.grid, args.weights)
         print(f"[{row}] done in {time.time() - row_start:.1f} s", file=sys.stderr, flush=True)
     report = dict(command=" ".join([os.path.basename(sys.executable), *sys.argv]),
                   date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -150,6 +217,7 @@ def benchmark(args) -> dict:
                   channels_last=args.channels_last, compile=args.compile,
                   grid=args.grid, seconds=time.time() - start, results=results)
     core.print_table(results)
+    serving.print_table(results)
     print(f"\ntotal {report['seconds']:.1f} s; ratio = peer time / our time (> 1: ours faster)")
     if args.json:
         core.save_report(report, args.json)

@@ -33,6 +33,26 @@ def run_tool(body: Callable[[], Optional[int]]) -> int:
         return print_error(e)
 
 
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    """The options of a named network, for the tools that build one by name."""
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classifier outputs (default: 1000 ImageNet nets, 10 CIFAR nets)")
+    p.add_argument("--shortcut", choices=["A", "B", "C"], default=None,
+                   help="shortcut option of Sec. 3.3 (residual nets; default B ImageNet, A CIFAR)")
+    p.add_argument("--stride-in-3x3", action="store_true",
+                   help="bottleneck stride in the 3x3 conv (torchvision) instead of the 1x1 (paper)")
+
+
+def network_options(args: argparse.Namespace) -> dict:
+    """``create_model`` keywords from ``add_network_options`` (all but ``num_classes``)."""
+    options = {}
+    if args.shortcut:
+        options["shortcut"] = args.shortcut
+    if args.stride_in_3x3:
+        options["stride_in_1x1"] = False
+    return options
+
+
 def training_argument_parser(description: str) -> argparse.ArgumentParser:
     """detectron2's ``default_argument_parser`` flags, for both training tools."""
     p = argparse.ArgumentParser(description=description,

@@ -9,6 +9,14 @@ COCO-format datasets. Builtin COCO / VOC datasets are read from ``$DETECTRON2_DA
     resnet-train-det --config-file configs/detection/faster_rcnn_R_101_C4_voc0712.yaml \\
         --num-gpus 8 SOLVER.IMS_PER_BATCH 8
     resnet-train-det --config-file CFG --eval-only MODEL.WEIGHTS output/model_final.pth
+    resnet-train-det --config-file CFG --eval-only MODEL.WEIGHTS W TEST.AUG.ENABLED True  # + TTA
+
+A LazyConfig (``.py``) config runs as detectron2's ``tools/lazyconfig_train_net.py`` runs it, with
+``key=value`` overrides (``resnet_backbone.detection.lazy``, whose docstring says what that path
+guarantees and what it does not):
+
+    resnet-train-det --config-file configs/detection/faster_rcnn_R_101_C4_voc0712.py \\
+        train.init_checkpoint=R-101.pkl dataloader.train.total_batch_size=8
 
 (``python tools/train_det.py`` is the same.) ``--num-gpus N`` starts N processes: NCCL on GPUs,
 gloo on a CPU machine. Bad input ends with ``error: ...`` and exit status 2.
@@ -86,10 +94,18 @@ def register(cfg, args):
 
 
 def train_and_evaluate(args):
+    from ..detection.lazy import is_lazy_config
     from ..detection.pretrained import check_frozen_norms
-    from ..detection.trainer import DetectionTrainer
+    from ..detection.trainer import DetectionTrainer, flat_results
 
     start = time.perf_counter()
+    if is_lazy_config(args.config_file):
+        from ..detection.lazy import train_and_evaluate as lazy_train_and_evaluate
+
+        cfg, by_dataset = lazy_train_and_evaluate(args)
+        if is_main_process():
+            report(cfg.train.output_dir, by_dataset, time.perf_counter() - start)
+        return by_dataset
     cfg = setup(args)
     register(cfg, args)
     if args.eval_only:
@@ -97,14 +113,16 @@ def train_and_evaluate(args):
         checkpointer = DetectionTrainer.build_checkpointer(cfg, model)
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         check_frozen_norms(model, checkpointer.last_load)
-        results = DetectionTrainer.test(cfg, model)
+        results = flat_results(cfg, DetectionTrainer.test(cfg, model))
+        if cfg.TEST.AUG.ENABLED:
+            results.update(DetectionTrainer.test_with_TTA(cfg, model))
     else:
         trainer = DetectionTrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
         trainer.train()
-        results = getattr(trainer, "_last_eval_results", None)
+        results = flat_results(cfg, getattr(trainer, "_last_eval_results", None))
     if is_main_process():
-        report(cfg, results, time.perf_counter() - start)
+        report(cfg.OUTPUT_DIR, results, time.perf_counter() - start)
     return results
 
 
@@ -118,15 +136,13 @@ def worker(args, world_size: int) -> None:
         sys.exit(print_error(e))
 
 
-def report(cfg, results, seconds):
-    """Save the final metrics as json and say where everything went."""
-    from ..detection.trainer import flat_results
-
-    out = os.path.abspath(cfg.OUTPUT_DIR)
+def report(output_dir, results_by_dataset, seconds):
+    """Save the final metrics (``{dataset: {task: {metric: value}}}``) as json and say where
+    everything went."""
+    out = os.path.abspath(output_dir)
     path = os.path.join(out, "results.json")
     with open(path, "w") as f:
-        json.dump({"results": flat_results(cfg, results), "seconds": round(seconds, 1)}, f,
-                  indent=1)
+        json.dump({"results": results_by_dataset, "seconds": round(seconds, 1)}, f, indent=1)
     logger.info(f"Finished in {seconds / 60:.1f} min. Outputs in {out}: checkpoints (*.pth, "
                 f"last_checkpoint), metrics.json and TensorBoard events (tensorboard --logdir "
                 f"{out}), log.txt, config.yaml, inference/, results.json.")

@@ -89,7 +89,7 @@ def paper_metrics(dataset_name: str, results: Dict[str, Dict[str, float]]) -> st
             "  [paper Table 8]")
 
 
-class _WholeLines:
+class WholeLinesFile:
     """A file for detectron2's ``JSONWriter``: what it writes is kept, and its ``flush()``
     appends it with one write call (``append_text``); no ``fileno``, so nothing else writes."""
 
@@ -126,7 +126,7 @@ def _cpu_ddp_without_device_ids() -> Iterator[None]:
         d2_defaults.create_ddp_model = original
 
 
-class _DropNonFiniteLossTraceback(logging.Filter):
+class DropNonFiniteLossTraceback(logging.Filter):
     """detectron2's train loop logs every exception with its traceback; a non-finite loss is
     reported by ``DetectionTrainer.train`` in one line instead."""
 
@@ -166,6 +166,21 @@ class DetectionTrainer(DefaultTrainer):
         return PaperDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
 
     @classmethod
+    def test_with_TTA(cls, cfg, model) -> Dict[str, Optional[Dict]]:
+        """detectron2's test-time augmentation (``GeneralizedRCNNWithTTA``: every shorter side
+        of ``TEST.AUG.MIN_SIZES`` up to ``TEST.AUG.MAX_SIZE``, and their flips with
+        ``TEST.AUG.FLIP``), as its ``tools/train_net.py`` runs it with ``--eval-only`` and
+        ``TEST.AUG.ENABLED True``: ``{"<dataset>_TTA": results}``, outputs under
+        ``inference_TTA/``. The standard alternative to the appendix's multi-scale testing."""
+        from detectron2.modeling import GeneralizedRCNNWithTTA
+
+        logging.getLogger("detectron2.trainer").info("Running inference with test-time augmentation ...")
+        evaluators = [cls.build_evaluator(cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+                      for name in cfg.DATASETS.TEST]
+        results = flat_results(cfg, cls.test(cfg, GeneralizedRCNNWithTTA(cfg, model), evaluators))
+        return {f"{name}_TTA": value for name, value in results.items()}
+
+    @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         kind = evaluator_type(dataset_name)
         if kind == "coco":
@@ -187,7 +202,7 @@ class DetectionTrainer(DefaultTrainer):
         for writer in writers:
             if isinstance(writer, JSONWriter):
                 writer._file_handle.close()
-                writer._file_handle = _WholeLines(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))
+                writer._file_handle = WholeLinesFile(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))
         return writers
 
     @classmethod
@@ -247,7 +262,7 @@ class DetectionTrainer(DefaultTrainer):
 
     def train(self):
         loop_logger = logging.getLogger("detectron2.engine.train_loop")
-        drop = _DropNonFiniteLossTraceback()
+        drop = DropNonFiniteLossTraceback()
         loop_logger.addFilter(drop)
         try:
             return super().train()

@@ -63,6 +63,37 @@ class FrozenBatchNorm2d(torchvision.ops.FrozenBatchNorm2d):
         return module
 
 
+def calibrate_bn_statistics(model: nn.Module, forward: Callable[[], object]) -> nn.Module:
+    """Data-dependent statistics for every BN and FrozenBN of an untrained ``model``: each
+    layer's running mean and variance become those of its own input while ``forward()`` runs
+    once (in network order, so each layer sees already normalised inputs, as in LSUV
+    initialisation). Call it in eval mode (BN in training mode normalises with the batch's
+    statistics and updates its running ones itself).
+
+    For timing and export checks of untrained networks, which otherwise normalise nothing: a
+    new layer's statistics are the identity, activations grow through the stages (logits of
+    1e4 and more), and in a detector the RPN's boxes cover the whole image and NMS leaves one
+    proposal, so the RoI head would run on one region instead of hundreds. detectron2's own
+    ``FrozenBatchNorm2d`` (builtin backbones) is calibrated too, so two models with the same
+    weights stay the same.
+    """
+    def set_statistics(module: nn.Module, inputs) -> None:
+        x = inputs[0].detach().float()
+        module.running_mean.copy_(x.mean((0, 2, 3)))
+        module.running_var.copy_(x.var((0, 2, 3), unbiased=False))
+
+    handles = [m.register_forward_pre_hook(set_statistics) for m in model.modules()
+               if type(m).__name__ == "FrozenBatchNorm2d"
+               or (isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats)]
+    try:
+        with torch.no_grad():
+            forward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return model
+
+
 class NaiveSyncBatchNorm(nn.BatchNorm2d):
     """BN whose training statistics are those of the whole batch over all processes: every
     process all-reduces its per-channel mean and mean of squares (equal weights, so every process

@@ -117,8 +117,8 @@ class ResNetBody(nn.Module):
             plans, self.stem = imagenet_stage_plans(depth), ImageNetStem(in_channels, 64, norm)
         plans = plans[:num_stages] if num_stages is not None else plans
         self.residual, self.zero_init_residual = residual, zero_init_residual
-        # detectron2's layout: each stage is a child named res2.. (the checkpoint names), and a
-        # static tuple of names beside a list of the same modules, which TorchScript can unroll.
+        # detectron2's layout: each stage is a child named res2.. (the checkpoint names); the
+        # tuple of names and the list of the same modules serve Python code (freeze, analysis).
         self.stage_names: Tuple[str, ...] = tuple(p.name for p in plans)
         self.stages: List[nn.Sequential] = []
         self._out_feature_strides: Dict[str, int] = {"stem": self.stem.stride}
@@ -155,6 +155,19 @@ class ResNetBody(nn.Module):
                     block.freeze()
         return self
 
+    def run_stages(self, x: torch.Tensor, keep: List[str]) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The stem and every stage on ``x``: the last map, and the maps named in ``keep``.
+
+        The loop runs over ``named_children()``, which TorchScript unrolls, rather than over
+        the Python list ``self.stages``, which it cannot type (a list of modules)."""
+        outputs: Dict[str, torch.Tensor] = {}
+        for name, module in self.named_children():
+            if name == "stem" or name in self.stage_names:
+                x = module(x)
+                if name in keep:
+                    outputs[name] = x
+        return x, outputs
+
 
 class ResNet(ResNetBody):
     """The backbone: ``forward`` returns ``{name: feature map}`` for each of ``out_features``
@@ -177,16 +190,8 @@ class ResNet(ResNetBody):
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         if x.dim() != 4:
-            raise ValueError(f"ResNet takes (N, C, H, W) inputs; got shape {tuple(x.shape)}")
-        outputs: Dict[str, torch.Tensor] = {}
-        x = self.stem(x)
-        if "stem" in self._out_features:
-            outputs["stem"] = x
-        for name, stage in zip(self.stage_names, self.stages):
-            x = stage(x)
-            if name in self._out_features:
-                outputs[name] = x
-        return outputs
+            raise ValueError(f"ResNet takes (N, C, H, W) inputs; got shape {list(x.shape)}")
+        return self.run_stages(x, self._out_features)[1]
 
     def output_shape(self) -> Dict[str, FeatureShape]:
         """Channels and stride of each output."""
@@ -206,11 +211,8 @@ class ResNetClassifier(ResNetBody):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (before pooling)."""
         if x.dim() != 4:
-            raise ValueError(f"ResNet takes (N, C, H, W) inputs; got shape {tuple(x.shape)}")
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x
+            raise ValueError(f"ResNet takes (N, C, H, W) inputs; got shape {list(x.shape)}")
+        return self.run_stages(x, [])[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.adaptive_avg_pool2d(self.forward_features(x), 1)

@@ -24,6 +24,8 @@ def vgg16_conv_names() -> List[str]:
     return [f"conv{b}_{i}" for b, n, _ in VGG16_LAYOUT for i in range(1, n + 1)]
 
 
+
+
 class VGG16Body(nn.Module):
     """conv1_1 .. conv5_3 with ReLU, max pooling after conv blocks 1-4 (stride 16 at conv5_3),
     shared by the backbone ``VGG16`` and ``VGG16Classifier``. ``ceil_mode`` rounds pooled sizes
@@ -32,6 +34,11 @@ class VGG16Body(nn.Module):
     def __init__(self, in_channels: int = 3, ceil_mode: bool = False):
         super().__init__()
         self.ceil_mode = ceil_mode
+        # every convolution, those after a max pooling, each block's last (the block's output);
+        # attributes, not module globals, because TorchScript reads attributes only
+        self._conv_names = tuple(vgg16_conv_names())
+        self._pool_before = tuple(f"conv{b}_1" for b, _, _ in VGG16_LAYOUT[1:])
+        self._block_ends = tuple(f"conv{b}_{n}" for b, n, _ in VGG16_LAYOUT)
         for b, n, channels in VGG16_LAYOUT:
             for i in range(1, n + 1):
                 self.add_module(f"conv{b}_{i}", nn.Conv2d(in_channels, channels, 3, padding=1))
@@ -48,15 +55,22 @@ class VGG16Body(nn.Module):
                     p.requires_grad_(False)
         return self
 
-    def conv_blocks(self, x: torch.Tensor, last_block: int = 5) -> Dict[str, torch.Tensor]:
-        """The last convolution's output of conv blocks 1..``last_block`` (``conv1_2`` ..)."""
-        outputs = {}
-        for b, n, _ in VGG16_LAYOUT[:last_block]:
-            if b > 1:
-                x = F.max_pool2d(x, 2, 2, ceil_mode=self.ceil_mode)
-            for i in range(1, n + 1):
-                x = F.relu_(getattr(self, f"conv{b}_{i}")(x))
-            outputs[f"conv{b}_{n}"] = x
+    def conv_blocks(self, x: torch.Tensor, last: str = "conv5_3") -> Dict[str, torch.Tensor]:
+        """The last convolution's output of each conv block up to the one ending in ``last``
+        (``conv1_2`` .. ``conv5_3``).
+
+        The loop runs over ``named_children()`` (TorchScript unrolls it; it cannot look a layer
+        up by a computed name)."""
+        outputs: Dict[str, torch.Tensor] = {}
+        running = True
+        for name, module in self.named_children():
+            if running and name in self._conv_names:
+                if name in self._pool_before:
+                    x = F.max_pool2d(x, 2, 2, ceil_mode=self.ceil_mode)
+                x = F.relu_(module(x))
+                if name in self._block_ends:
+                    outputs[name] = x
+                running = name != last
         return outputs
 
 
@@ -78,11 +92,11 @@ class VGG16(VGG16Body):
         self._out_features = out_features
         self._out_feature_strides = {f: block_ends[f][1] for f in out_features}
         self._out_feature_channels = {f: block_ends[f][2] for f in out_features}
-        self._last_block = max(block_ends[f][0] for f in out_features)
+        self._last_conv = max(out_features, key=lambda f: block_ends[f][0])
         self.freeze(freeze_at)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        outputs = self.conv_blocks(x, self._last_block)
+        outputs = self.conv_blocks(x, self._last_conv)
         return {f: outputs[f] for f in self._out_features}
 
     def output_shape(self) -> Dict[str, FeatureShape]:

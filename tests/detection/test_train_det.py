@@ -94,13 +94,19 @@ def test_resume_skips_truncated_newest_checkpoint_and_continues(trained):
     assert load_checkpoint_file(final)["iteration"] == 5  # a whole, new final checkpoint
 
 
-def test_eval_only_on_saved_checkpoint(trained, tmp_path):
+def test_eval_only_on_saved_checkpoint_with_test_time_augmentation(trained, tmp_path):
+    """``--eval-only`` evaluates the weights; ``TEST.AUG.ENABLED True`` adds detectron2's
+    test-time augmentation (two scales and their flips here), as its train_net.py does."""
     out, args, _ = trained
     args = [a if a != str(out) else str(tmp_path) for a in args]
-    proc = run_tool("--eval-only", *args, "MODEL.WEIGHTS", str(out / "model_0000003.pth"))
+    proc = run_tool("--eval-only", *args, "MODEL.WEIGHTS", str(out / "model_0000003.pth"),
+                    "TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(96, 128)",
+                    "TEST.AUG.MAX_SIZE", "200")
     assert "Starting training" not in proc.stderr + proc.stdout
+    assert "Running inference with test-time augmentation" in proc.stderr + proc.stdout
     results = json.loads((tmp_path / "results.json").read_text())["results"]
-    assert "AP50" in results["t_val"]["bbox"]
+    assert "AP50" in results["t_val"]["bbox"] and "AP50" in results["t_val_TTA"]["bbox"]
+    assert (tmp_path / "inference_TTA" / "t_val" / "coco_instances_results.json").is_file()
 
 
 def test_visualize_draws_predictions(trained, coco_val, tmp_path):

@@ -1,0 +1,216 @@
+"""Export a detector (a config plus weights) as one graph, and check it against eager detectron2.
+
+``DetectorGraph`` is the whole detector as a module of tensors: an image, ``(3, H, W)`` in the
+model's input format and already at its test size, in; boxes ``(N, 4)`` (in that image's
+pixels), scores ``(N,)`` and classes ``(N,)`` out. Pre-processing (mean/std, padding), the
+backbone, the RPN, the RoI head and the post-processing (per-class NMS, score threshold,
+clipping) all run inside it, as detectron2's ``TracingAdapter`` does on detectron2 main; this
+one is ours because ``detectron2.export`` does not import on detectron2 v0.6 (it needs caffe2).
+
+Formats: ``onnx`` (traced, opset 17, checked in ONNX Runtime), ``torchscript`` (traced). The
+check: the same number of detections, each matched to one of the same class with its score
+within ``SCORE_TOLERANCE`` and its box within ``BOX_TOLERANCE`` pixels.
+"""
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..export import load_torchscript, require_onnx, run_onnx
+
+logger = logging.getLogger(__name__)
+BOX_TOLERANCE = 0.5
+SCORE_TOLERANCE = 1e-3
+DETECTOR_FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
+
+
+class DetectorGraph(nn.Module):
+    """A detectron2 ``GeneralizedRCNN`` (eval mode) as tensors in, tensors out."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from detectron2.modeling.postprocessing import detector_postprocess
+        instances = self.model.inference([{"image": image}], do_postprocess=False)[0]
+        instances = detector_postprocess(instances, image.shape[1], image.shape[2])
+        return instances.pred_boxes.tensor, instances.scores, instances.pred_classes
+
+
+@dataclass
+class DetectorExportReport:
+    """Eager and exported detections, matched one to one (the same class, the closest box among
+    those with a score within ``SCORE_TOLERANCE``): detections with tied scores may come out in
+    another order, so positions alone are not compared."""
+
+    path: str
+    format: str
+    detections: Tuple[int, int]  # eager, export (over the checked images)
+    unmatched: int  # eager detections with no export detection of the same class and score
+    max_box_diff: float
+    max_score_diff: float
+
+    @property
+    def ok(self) -> bool:
+        return (self.detections[0] == self.detections[1] and self.unmatched == 0
+                and self.max_box_diff <= BOX_TOLERANCE and self.max_score_diff <= SCORE_TOLERANCE)
+
+    def __str__(self) -> str:
+        verdict = "ok" if self.ok else "FAILED"
+        return (f"{self.path}: {self.format}, {self.detections[1]} detections (eager "
+                f"{self.detections[0]}), {self.unmatched} without a match of the same class and "
+                f"score, max box difference {self.max_box_diff:.3g} px (tolerance {BOX_TOLERANCE}), "
+                f"max score difference {self.max_score_diff:.3g} (tolerance {SCORE_TOLERANCE}): {verdict}")
+
+
+def match_detections(expected, got) -> Tuple[int, float, float]:
+    """(unmatched, max box difference, max score difference) of a greedy one-to-one matching of
+    ``got`` to ``expected``, both ``(boxes, scores, classes)``."""
+    (boxes, scores, classes), (boxes2, scores2, classes2) = expected, got
+    boxes, boxes2 = boxes.float(), boxes2.float()
+    box_diff = (boxes[:, None, :] - boxes2[None, :, :]).abs().amax(-1)  # (eager, export)
+    score_diff = (scores.float()[:, None] - scores2.float()[None, :]).abs()
+    allowed = (classes.long()[:, None] == classes2.long()[None, :]) & (score_diff <= SCORE_TOLERANCE)
+    cost = torch.where(allowed, box_diff, torch.full_like(box_diff, float("inf")))
+    unmatched, worst_box, worst_score = 0, 0.0, 0.0
+    for i in range(len(scores)):
+        j = int(cost[i].argmin()) if cost.shape[1] else -1
+        if j < 0 or not torch.isfinite(cost[i, j]):
+            unmatched += 1
+            continue
+        worst_box = max(worst_box, cost[i, j].item())
+        worst_score = max(worst_score, score_diff[i, j].item())
+        cost[:, j] = float("inf")
+    return unmatched, worst_box, worst_score
+
+
+def _compare(path: str, fmt: str, compared) -> DetectorExportReport:
+    """The report over every ``(eager, export)`` pair of detections."""
+    totals, unmatched, box_diff, score_diff = [0, 0], 0, 0.0, 0.0
+    for expected, got in compared:
+        u, b, s = match_detections(expected, got)
+        totals = [totals[0] + len(expected[1]), totals[1] + len(got[1])]
+        unmatched, box_diff, score_diff = unmatched + u, max(box_diff, b), max(score_diff, s)
+    return DetectorExportReport(path, fmt, tuple(totals), unmatched, box_diff, score_diff)
+
+
+def _ignore_checked_export_warnings() -> None:
+    """The warnings of tracing and ONNX-exporting a detectron2 model, each checked:
+
+    * ``TracerWarning``: detectron2 and torchvision branch in Python on tensor values and shapes
+      (asserts, NMS variants by box count); the check on an image of another size shows whether
+      the trace generalises, which is what these warnings doubt.
+    * the TorchScript-based ONNX exporter's deprecation notes: the dynamo exporter cannot take
+      a detectron2 model (data-dependent control flow), so this path is the working one; and
+      its notes that a traced module has no signature, and that advanced indexing with negative
+      indices would be wrong (the indices here come from ``nonzero`` and top-k: never negative).
+    * ``torch.jit.trace``'s deprecation (torch >= 2.10).
+    """
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    for message in (r"You are using the legacy TorchScript-based ONNX export",
+                    r"The feature will be removed", r"no signature found for",
+                    r"Exporting aten::index operator of advanced indexing",
+                    r"`torch\.jit\.trace(_method)?` is deprecated"):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def export_detector(model: nn.Module, image: torch.Tensor, path: str, fmt: str) -> DetectorExportReport:
+    """Write the detector (traced on ``image``, ``(3, H, W)`` at its test size) to ``path`` and
+    check the export against eager on ``image`` and on the same image transposed, ``(3, W, H)``:
+    a trace that baked in the sample's size fails the second check."""
+    if fmt not in DETECTOR_FORMATS:
+        raise ValueError(f"Unknown detector export format {fmt!r}; valid choices: "
+                         f"{', '.join(DETECTOR_FORMATS)}")
+    graph = DetectorGraph(model).cpu()
+    checks = [image.cpu(), image.cpu().transpose(1, 2).contiguous()]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        _ignore_checked_export_warnings()
+        traced = torch.jit.trace(graph, (checks[0],), check_trace=False)
+        if fmt == "torchscript":
+            traced.save(path)
+            run = load_torchscript(path)
+        else:
+            require_onnx()
+            torch.onnx.export(traced, (checks[0],), path, dynamo=False, opset_version=17,
+                              input_names=["image"], output_names=["boxes", "scores", "classes"],
+                              dynamic_axes={"image": {1: "height", 2: "width"},
+                                            "boxes": {0: "detections"}, "scores": {0: "detections"},
+                                            "classes": {0: "detections"}})
+            run = lambda x: run_onnx(path, x)  # noqa: E731
+        compared = [(graph(x), run(x)) for x in checks]
+    return _compare(path, fmt, compared)
+
+
+class InputContract(NamedTuple):
+    """What the exported graph takes: one image in ``format`` channel order, resized so that
+    its shorter side is ``min_size`` and its longer at most ``max_size``."""
+
+    format: str
+    min_size: int
+    max_size: int
+
+
+def build_detector(config_file: str, weights: Optional[str], opts: Sequence[str] = ()
+                   ) -> Tuple[nn.Module, InputContract]:
+    """``(model, input contract)``: the detector of a detection config (YAML with ``KEY VALUE``
+    overrides, or LazyConfig ``.py`` with ``key=value``) on the CPU, eval mode, with
+    ``weights`` (a ``tools/train_det.py`` checkpoint; loaded safely) or, without them, its
+    initial weights. The config's own ``MODEL.WEIGHTS`` / ``train.init_checkpoint`` (ImageNet
+    backbone weights) is not loaded: an export is of a trained detector."""
+    from .checkpoint import PaperDetectionCheckpointer
+    from .lazy import is_lazy_config
+    if is_lazy_config(config_file):
+        model, contract = _lazy_detector(config_file, opts)
+    else:
+        from detectron2.modeling import build_model
+
+        from .config import get_detection_cfg
+        cfg = get_detection_cfg(config_file, list(opts) + ["MODEL.DEVICE", "cpu"])
+        model = build_model(cfg)
+        contract = InputContract(cfg.INPUT.FORMAT, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    model.eval()
+    if weights:
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"--weights {weights}: no such file")
+        PaperDetectionCheckpointer(model).load(weights)
+    else:
+        logger.warning("no weights given: exporting the detector with its initial weights")
+    return model, contract
+
+
+def _lazy_detector(config_file: str, opts: Sequence[str]) -> Tuple[nn.Module, InputContract]:
+    from detectron2.config import instantiate
+
+    from .lazy import check_model, load_config
+    cfg = load_config(config_file, list(opts))
+    model = instantiate(cfg.model)
+    check_model(model)
+    resize = next((a for a in cfg.dataloader.test.mapper.augmentations if "short_edge_length" in a), None)
+    if resize is None:
+        raise ValueError(f"{config_file}: dataloader.test.mapper.augmentations has no "
+                         "ResizeShortestEdge, so the test size is unknown")
+    short = resize.short_edge_length
+    short = short[0] if isinstance(short, Sequence) else short
+    return model.cpu(), InputContract(cfg.model.input_format, int(short), int(resize.max_size))
+
+
+def sample_image(contract: InputContract, path: Optional[str] = None) -> torch.Tensor:
+    """The sample input of a detector export: the image at ``path`` (or a random one) in the
+    contract's format, resized as ``DefaultPredictor`` does to the test size, ``(3, H, W)``."""
+    from detectron2.data import transforms as T
+    from detectron2.data.detection_utils import read_image
+    short, longest = contract.min_size, contract.max_size
+    if path:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--image {path}: no such file")
+        array = read_image(path, format=contract.format)
+        array = T.ResizeShortestEdge([short, short], longest).get_transform(array).apply_image(array)
+        return torch.as_tensor(array.astype("float32").transpose(2, 0, 1).copy())
+    width = min(round(short * 4 / 3), longest)
+    return torch.rand(3, short, width, generator=torch.Generator().manual_seed(0)) * 255
