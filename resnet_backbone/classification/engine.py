@@ -9,7 +9,10 @@ Checkpoints are fvcore's, as detectron2's (``SafeCheckpointer`` under ``Periodic
 iterations (the newest ``SOLVER.KEEP_LAST`` kept), ``model_final.pth`` at the end, and
 ``last_checkpoint`` naming the newest. Each holds the weights (``model``), ``pixel_mean``, ``cfg``
 and ``model_name`` (what ``--eval-only`` and the backbone export read) beside the training state.
-``model_best.pth`` holds the weights with the lowest validation error.
+``model_best.pth`` holds the weights with the lowest validation error, and exists only when
+the validation set is held out of the training data (``DATASETS.VAL_HOLDOUT``): without a
+held-out split the set evaluated during training is the test set, whose error is reported
+(curves, ``final_results.json`` of ``model_final.pth``) but never used to pick weights.
 """
 import logging
 import math
@@ -82,6 +85,8 @@ class ClassificationTrainer:
         torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
         seed_everything(cfg.SEED)
         self.train_set, self.val_set, self.test_set = build_datasets(cfg)
+        # a test set apart means the val set came out of the training data: it may pick weights
+        self.selects_on_held_out_data = self.test_set is not None
         check_num_classes(cfg, self.train_set)
         self.model = speed_up_strided_1x1(build_model(cfg).to(self.device))
         if cfg.SOLVER.CHANNELS_LAST:
@@ -297,7 +302,7 @@ class ClassificationTrainer:
                       f"{result['top5_err']:.2f}% ({self.cfg.TEST.EVAL_MODE}, {result['count']} images)")
             if message:
                 bar.write(message)
-        if result["top1_err"] < self.best_val:
+        if self.selects_on_held_out_data and result["top1_err"] < self.best_val:
             self.best_val = result["top1_err"]
             if self.main:
                 self._save_best(done, result["top1_err"])

@@ -26,18 +26,23 @@ from .common import run_tool
 
 
 def responses_of(weights: str, num_images: int, dataset_root: str):
+    """(layer stds, which images they were measured on): the first ``num_images`` images of the
+    checkpoint's test set (not a held-out part of the training set), center view, eval mode."""
     state = load_checkpoint_file(weights)
     cfg = cfg_from_checkpoint(state)
     if dataset_root:
         cfg.DATASETS.ROOT = dataset_root
     model = build_model(cfg)
     load_state_dict_checked(model, state["model"], source=weights)
-    _, test_set, _ = build_datasets(cfg)
+    _, val_set, test_set = build_datasets(cfg)
+    # build_datasets gives (train, held-out val, test) with DATASETS.VAL_HOLDOUT, else (train, test, None)
+    test_set = test_set if test_set is not None else val_set
+    split = "val" if cfg.DATASETS.NAME == "imagenet" else "test"
     views = TestViews(Normalizer(state["pixel_mean"], cfg.INPUT.PIXEL_STD), cfg.TEST.RESIZE,
                       cfg.TEST.CROP_SIZE)
     n = min(num_images, len(test_set))
     images = torch.cat([views.center(test_set[i][0]) for i in range(n)])
-    return layer_response_stds(model, images)
+    return layer_response_stds(model, images), f"{n} {cfg.DATASETS.NAME} {split} images"
 
 
 def main(argv=None) -> int:
@@ -53,14 +58,16 @@ def main(argv=None) -> int:
     def body() -> None:
         if args.labels and len(args.labels) != len(args.weights):
             raise ValueError(f"{len(args.labels)} labels for {len(args.weights)} checkpoints")
-        results = {}
+        results, measured_on = {}, set()
         for i, w in enumerate(args.weights):
-            stds = responses_of(w, args.num_images, args.dataset_root)
+            stds, images = responses_of(w, args.num_images, args.dataset_root)
             label = args.labels[i] if args.labels else cfg_from_checkpoint(load_checkpoint_file(w)).MODEL.NAME
             results[label] = [s for _, s in stds]
-        out = plot_responses(results, args.out, title=args.title)
-        Path(out).with_suffix(".json").write_text(json.dumps(results, indent=1))
-        print(out)
+            measured_on.add(images)
+        on = "; ".join(sorted(measured_on))
+        out = plot_responses(results, args.out, title=f"{args.title}\n(on {on}, eval mode, after BN)")
+        Path(out).with_suffix(".json").write_text(json.dumps({"measured_on": on, "stds": results}, indent=1))
+        print(f"{out}: measured on {on}")
     return run_tool(body)
 
 

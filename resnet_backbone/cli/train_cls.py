@@ -77,9 +77,10 @@ def train_and_evaluate(args, world_size: int) -> None:
         out = Path(cfg.OUTPUT_DIR)
         (out / ("eval_results.json" if args.eval_only else "final_results.json")).write_text(
             json.dumps(results, indent=2))
+        best = ", model_best.pth (picked on the held-out split)" if (out / "model_best.pth").exists() else ""
         print(f"outputs in {out.resolve()}: config.yaml, metrics.csv, metrics.json, tensorboard/, "
-              "model_final.pth, model_best.pth, model_<iter>.pth, last_checkpoint, "
-              "final_results.json", flush=True)
+              f"model_final.pth{best}, model_<iter>.pth, last_checkpoint, final_results.json "
+              "(of model_final.pth)", flush=True)
 
 
 def main(argv=None) -> int:

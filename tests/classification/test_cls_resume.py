@@ -127,3 +127,17 @@ def test_dead_worker_stops_the_job_with_a_message():
     with pytest.raises(WorkerFailedError, match="worker process (1 stopped with signal SIGKILL|0 raised an error)"):
         launch(_die_on_rank_1, 2, timeout=timedelta(seconds=30))
     assert time.time() - start < 120
+
+
+def test_best_weights_are_picked_on_held_out_training_data_only(tmp_path):
+    """With DATASETS.VAL_HOLDOUT the validation images come out of the training set and pick
+    model_best.pth; without it the evaluated set is the test set, and nothing is picked on it."""
+    held_out = ClassificationTrainer(cfg_with(tmp_path / "holdout", "SOLVER.MAX_ITER", 4,
+                                              "DATASETS.VAL_HOLDOUT", 16))
+    held_out.train()
+    best = load_checkpoint_file(tmp_path / "holdout" / "model_best.pth")
+    assert best["val_top1_err"] == held_out.best_val and len(held_out.val_set) == 16
+    no_split = ClassificationTrainer(cfg_with(tmp_path / "nosplit", "SOLVER.MAX_ITER", 4))
+    no_split.train()
+    assert not (tmp_path / "nosplit" / "model_best.pth").exists()
+    assert (tmp_path / "nosplit" / "model_final.pth").is_file()

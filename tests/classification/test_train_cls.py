@@ -56,8 +56,10 @@ def test_cifar_recipe_cli(cifar_root, tmp_path):
     assert (out / "metrics.csv").read_text().startswith("iteration,epoch,lr,train_loss,train_err")
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     # fvcore / detectron2 names: model_<index of the last iteration run>, after 2 and 4 iterations
+    # no held-out split (DATASETS.VAL_HOLDOUT 0): the evaluated set is the test set, which must
+    # not pick weights, so there is no model_best.pth
     assert {p.name for p in out.glob("model_*.pth")} == {"model_0000001.pth", "model_0000003.pth",
-                                                         "model_final.pth", "model_best.pth"}
+                                                         "model_final.pth"}
     assert (out / "last_checkpoint").read_text() == "model_final.pth"
     ckpt = load_checkpoint_file(out / "model_0000003.pth")
     assert ckpt["iteration"] == 3 and ckpt["pixel_mean"].shape == (3, 32, 32)
