@@ -60,15 +60,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ..checkpoint import CheckpointError, keep_json_lines
-from ..distributed import get_rank, is_main_process, shared_random_seed
+from ..distributed import is_main_process, shared_random_seed
 from ..errors import NonFiniteLossError, non_finite_loss_message, prepare_output_dir
 from ..fast import speed_up_strided_1x1
-from ..seeding import derived_seed, seed_everything
 from .checkpoint import PaperDetectionCheckpointer
 from .data import ResumableTrainLoader
 from .datasets import (check_datasets, numpy_compat, register_datasets, validate_datasets)
 from .pretrained import check_frozen_norms
-from .trainer import (DetectionTrainer, DropNonFiniteLossTraceback, WholeLinesFile,
+from .trainer import (DetectionTrainer, DropNonFiniteLossTraceback, SeededSteps, WholeLinesFile,
                       default_setup_safe, paper_metrics)
 
 logger = logging.getLogger("detectron2.resnet_backbone")
@@ -325,38 +324,11 @@ def load_weights(cfg: DictConfig, model: nn.Module, checkpointer: PaperDetection
         check_frozen_norms(model, checkpointer.last_load)
 
 
-class _ResumableSteps:
-    """The model's own sampling (RPN anchors, RoIs) draws from the global RNGs: each step seeds
-    them from (run seed, iteration, process), and the checkpoints hold the run seed, so a
-    resumed step draws what the uninterrupted one drew."""
-
-    fallback_seed = 0
-
-    @property
-    def run_seed(self) -> int:
-        loader = self.data_loader
-        return loader.seed if isinstance(loader, ResumableTrainLoader) else self.fallback_seed
-
-    def run_step(self):
-        seed_everything(derived_seed(self.run_seed, self.iter, get_rank()))
-        super().run_step()
-
-    def state_dict(self):
-        state = super().state_dict()
-        state["run_seed"] = self.run_seed
-        return state
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if "run_seed" in state and isinstance(self.data_loader, ResumableTrainLoader):
-            self.data_loader.seed = state["run_seed"]
-
-
-class LazySimpleTrainer(_ResumableSteps, SimpleTrainer):
+class LazySimpleTrainer(SeededSteps, SimpleTrainer):
     """detectron2's ``SimpleTrainer`` with seeded steps."""
 
 
-class LazyAMPTrainer(_ResumableSteps, AMPTrainer):
+class LazyAMPTrainer(SeededSteps, AMPTrainer):
     """detectron2's ``AMPTrainer`` with seeded steps."""
 
 

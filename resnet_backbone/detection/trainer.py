@@ -141,7 +141,37 @@ DIVERGENCE_CAUSES = ("SOLVER.BASE_LR too high (or SOLVER.WARMUP_ITERS too short)
                      "their images")
 
 
-class DetectionTrainer(DefaultTrainer):
+class SeededSteps:
+    """Exact resume for a detectron2 trainer (``DefaultTrainer``, ``SimpleTrainer``,
+    ``AMPTrainer``; put it first among the bases). The model's own sampling (RPN anchors, RoIs)
+    draws from the global RNGs: each step seeds them from (run seed, iteration, process), and
+    the checkpoints hold the run seed (the ``ResumableTrainLoader``'s), so a resumed step draws
+    what the uninterrupted one drew."""
+
+    #: The run seed when the training loader is not a ``ResumableTrainLoader``.
+    fallback_seed = 0
+
+    @property
+    def run_seed(self) -> int:
+        loader = self.data_loader
+        return loader.seed if isinstance(loader, ResumableTrainLoader) else self.fallback_seed
+
+    def run_step(self):
+        seed_everything(derived_seed(self.run_seed, self.iter, get_rank()))
+        super().run_step()
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["run_seed"] = self.run_seed
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if "run_seed" in state and isinstance(self.data_loader, ResumableTrainLoader):
+            self.data_loader.seed = state["run_seed"]
+
+
+class DetectionTrainer(SeededSteps, DefaultTrainer):
     """``DefaultTrainer`` + dataset-driven evaluators, paper metrics, a safe checkpointer, exact
     resume, the checks above and CPU multi-process training."""
 
@@ -226,9 +256,8 @@ class DetectionTrainer(DefaultTrainer):
                                     num_workers=cfg.DATALOADER.NUM_WORKERS)
 
     @property
-    def run_seed(self) -> int:
-        loader = self.data_loader
-        return loader.seed if isinstance(loader, ResumableTrainLoader) else max(self.cfg.SEED, 0)
+    def fallback_seed(self) -> int:
+        return max(self.cfg.SEED, 0)
 
     def resume_or_load(self, resume: bool = True):
         super().resume_or_load(resume=resume)
@@ -244,21 +273,12 @@ class DetectionTrainer(DefaultTrainer):
         # detectron2 v0.6's DefaultTrainer saves no optimizer (nor AMP scaler) state, so a
         # resumed run restarted SGD's momentum; detectron2 main saves it under this key.
         state.setdefault("_trainer", self._trainer.state_dict())
-        state["run_seed"] = self.run_seed
         return state
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         if "_trainer" in state and "load_state_dict" not in vars(DefaultTrainer):  # v0.6
             self._trainer.load_state_dict(state["_trainer"])
-        if "run_seed" in state and isinstance(self.data_loader, ResumableTrainLoader):
-            self.data_loader.seed = state["run_seed"]
-
-    def run_step(self):
-        # The model's own sampling (RPN anchors, RoIs) draws from the global RNGs: seeded per
-        # step, a resumed step draws what the uninterrupted one drew.
-        seed_everything(derived_seed(self.run_seed, self.iter, get_rank()))
-        super().run_step()
 
     def train(self):
         loop_logger = logging.getLogger("detectron2.engine.train_loop")
@@ -306,5 +326,5 @@ def flat_results(cfg, results) -> Dict[str, Optional[Dict]]:
     return {names[0]: results} if len(names) == 1 else dict(results or {})
 
 
-__all__ = ["DetectionTrainer", "has_compiled_ops", "paper_metrics", "default_setup_safe",
+__all__ = ["DetectionTrainer", "SeededSteps", "has_compiled_ops", "paper_metrics", "default_setup_safe",
            "flat_results"]
