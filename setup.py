@@ -14,7 +14,8 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 TOOLS = ["train_cls", "train_det", "benchmark", "analyze_model", "convert_weights",
-         "export_backbone", "export_model", "plot_curves", "plot_responses", "visualize_det"]
+         "export_backbone", "export_model", "plot_curves", "plot_responses", "visualize_det",
+         "run_seeds", "aggregate_runs"]
 
 
 def read_version() -> str:

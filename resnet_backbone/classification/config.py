@@ -6,6 +6,9 @@ The defaults are the *embedded demo*: a CIFAR-style ResNet-20 on a small built-i
 dataset that trains on a CPU in about a minute. The YAML files under
 ``configs/classification/`` set the paper's recipes (``_BASE_`` is supported).
 """
+import os
+from typing import Sequence
+
 from fvcore.common.config import CfgNode as CN
 
 from ..fast import DTYPES
@@ -134,6 +137,25 @@ def check_cls_cfg(cfg: CN, world_size: int = 1) -> None:
                          f"min >= INPUT.CROP_SIZE ({cfg.INPUT.CROP_SIZE})")
     if cfg.SOLVER.KEEP_LAST < 1:
         raise ValueError("SOLVER.KEEP_LAST must be >= 1")
+
+
+def load_cls_cfg(config_file: str, opts: Sequence[str], world_size: int = 1) -> CN:
+    """The checked config of a ``train_cls`` run: defaults (the embedded demo), the YAML
+    (``""``: none), then ``KEY VALUE`` overrides. Creates nothing (``train_cls`` and
+    ``run_seeds --print-commands`` both read it)."""
+    cfg = get_cls_cfg()
+    try:
+        if config_file:
+            if not os.path.isfile(config_file):
+                raise FileNotFoundError(f"config file {config_file} does not exist")
+            cfg.merge_from_file(config_file)
+        cfg.merge_from_list(list(opts))
+    except (AssertionError, KeyError) as e:  # yacs reports unknown keys / odd lists this way
+        text = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise ValueError(f"{text} (overrides are KEY VALUE pairs; the keys and their meaning: "
+                         "resnet_backbone/classification/config.py)") from None
+    check_cls_cfg(cfg, world_size)
+    return cfg
 
 
 def cfg_from_checkpoint(state) -> CN:

@@ -18,7 +18,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from ..classification.config import check_cls_cfg, get_cls_cfg
+from ..classification.config import load_cls_cfg
 from ..distributed import is_main_process, launch
 from ..errors import prepare_output_dir
 from .common import USER_ERRORS, print_error, run_tool, training_argument_parser
@@ -26,18 +26,7 @@ from .common import USER_ERRORS, print_error, run_tool, training_argument_parser
 
 def setup(args, world_size: int):
     """The config: defaults (the embedded demo), the YAML, then ``KEY VALUE`` overrides."""
-    cfg = get_cls_cfg()
-    try:
-        if args.config_file:
-            if not os.path.isfile(args.config_file):
-                raise FileNotFoundError(f"config file {args.config_file} does not exist")
-            cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts)
-    except (AssertionError, KeyError) as e:  # yacs reports unknown keys / odd lists this way
-        text = e.args[0] if isinstance(e, KeyError) and e.args else e
-        raise ValueError(f"{text} (the keys and their meaning: "
-                         "resnet_backbone/classification/config.py)") from None
-    check_cls_cfg(cfg, world_size)
+    cfg = load_cls_cfg(args.config_file, args.opts, world_size)
     prepare_output_dir(cfg.OUTPUT_DIR)
     cfg.freeze()
     return cfg
