@@ -49,6 +49,7 @@ def setup(args):
     """The config: package keys, then the YAML (the demo's when none is given), then overrides,
     then what the weights say about the backbone (``detection.pretrained``)."""
     from ..detection import get_detection_cfg
+    from ..detection.checkpoint import check_weights_file
     from ..detection.demo import demo_config_file
     from ..detection.pretrained import apply_weights_meta
     from ..detection.trainer import default_setup_safe
@@ -62,6 +63,8 @@ def setup(args):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available: running on the CPU (MODEL.DEVICE cpu).", file=sys.stderr)
         cfg.MODEL.DEVICE = "cpu"
+    if not args.resume:  # resuming may not read MODEL.WEIGHTS (the checkpointer checks it then)
+        check_weights_file(cfg.MODEL.WEIGHTS)
     prepare_output_dir(cfg.OUTPUT_DIR)
     applied, warnings = apply_weights_meta(cfg, args.opts)
     cfg.freeze()

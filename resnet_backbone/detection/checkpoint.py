@@ -20,6 +20,7 @@ runs), saving is atomic, and ``--resume`` continues from the newest readable che
 Missing / unexpected keys are reported in the package's one table (``incompatible_keys_table``),
 and a checkpoint that matches no parameter raises instead of silently training from scratch.
 """
+import os
 from typing import Any, Dict
 from urllib.parse import parse_qs
 
@@ -43,6 +44,18 @@ def _classifier_to_detection_names(state_dict: Dict[str, Any], num_model_keys: i
                               f"weights and is not a known classifier format: {e}") from e
     return {k[len(_VGG_FC_PREFIX):] if k.startswith(_VGG_FC_PREFIX + "fc") else k: v
             for k, v in state_dict.items()}
+
+
+def check_weights_file(path: str, key: str = "MODEL.WEIGHTS") -> None:
+    """A local weights file (``key``'s value; not a URL) must exist: else ``CheckpointError``
+    naming it, where a relative path is read from, and what to do, before a job spends minutes
+    on its data."""
+    if not path or "://" in path or os.path.isfile(path.split("?", 1)[0]):
+        return
+    where = "" if os.path.isabs(path) else f" (a relative path: read from {os.getcwd()})"
+    raise CheckpointError(f"{key} {path} does not exist{where}. Download the weights (the "
+                          f"config's header says where) and give their path: {key} "
+                          f"/path/to/file")
 
 
 class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
