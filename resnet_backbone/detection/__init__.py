@@ -2,8 +2,8 @@
 
 The only layer of the package that imports detectron2. Importing it registers
 ``build_paper_resnet``, ``build_paper_resnet_fpn_backbone`` and ``build_vgg16_backbone``
-(``BACKBONE_REGISTRY``), ``PaperRes5ROIHeads`` (``ROI_HEADS_REGISTRY``) and ``VGG16BoxHead``
-(``ROI_BOX_HEAD_REGISTRY``), and the ``voc_2012_test`` images (result files for the VOC server),
+(``BACKBONE_REGISTRY``), ``PaperRes5ROIHeads`` (``ROI_HEADS_REGISTRY``), ``VGG16BoxHead``
+(``ROI_BOX_HEAD_REGISTRY``), ``PaperRCNN`` (``META_ARCH_REGISTRY``: multi-scale testing), and the ``voc_2012_test`` images (result files for the VOC server),
 the way ``import tridentnet`` does in detectron2's projects. Configs need
 ``add_paper_resnet_config(cfg)`` first; ``configs/detection/`` holds the paper's Faster R-CNN
 recipes.
@@ -12,6 +12,7 @@ from .backbone import (PaperResNet, VGG16Backbone, build_paper_resnet,
                        build_paper_resnet_fpn_backbone, build_vgg16_backbone)
 from .checkpoint import PaperDetectionCheckpointer
 from .config import add_paper_resnet_config, get_detection_cfg
+from .multiscale import PaperRCNN
 from .roi_heads import PaperRes5ROIHeads
 from .vgg import VGG16BoxHead
 from .voc_submission import VOCSubmissionWriter, register_voc_test_images
@@ -19,6 +20,6 @@ from .voc_submission import VOCSubmissionWriter, register_voc_test_images
 __all__ = [
     "add_paper_resnet_config", "get_detection_cfg", "build_paper_resnet",
     "build_paper_resnet_fpn_backbone", "build_vgg16_backbone", "PaperResNet", "VGG16Backbone",
-    "PaperRes5ROIHeads", "VGG16BoxHead", "PaperDetectionCheckpointer", "VOCSubmissionWriter",
+    "PaperRes5ROIHeads", "PaperRCNN", "VGG16BoxHead", "PaperDetectionCheckpointer", "VOCSubmissionWriter",
     "register_voc_test_images",
 ]

@@ -20,6 +20,7 @@ from detectron2.modeling.backbone.fpn import FPN, LastLevelMaxPool
 
 from ..models.resnet import ResNet
 from ..models.vgg import VGG16
+from .config import check_paper_improvements
 
 
 class _ShapeSpecs:
@@ -65,6 +66,7 @@ def paper_resnet_options(cfg) -> Dict[str, Any]:
 def build_paper_resnet(cfg, input_shape: ShapeSpec) -> PaperResNet:
     """The paper's ResNet as a detectron2 backbone (C4 by default: ``res4``, stride 16)."""
     options = paper_resnet_options(cfg)
+    check_paper_improvements(cfg)
     c = cfg.MODEL.PAPER_RESNET
     with config_errors("MODEL.PAPER_RESNET"):
         return PaperResNet(**options, out_features=list(c.OUT_FEATURES), freeze_at=c.FREEZE_AT,
@@ -91,6 +93,7 @@ def build_paper_resnet_fpn_backbone(cfg, input_shape: ShapeSpec) -> FPN:
 @BACKBONE_REGISTRY.register()
 def build_vgg16_backbone(cfg, input_shape: ShapeSpec) -> VGG16Backbone:
     """VGG-16 conv1_1..conv5_3 (no pool5): the 512-channel, stride-16 ``conv5_3`` map."""
+    check_paper_improvements(cfg)
     c = cfg.MODEL.VGG16
     with config_errors("MODEL.VGG16"):
         return VGG16Backbone(out_features=list(c.OUT_FEATURES), freeze_at=c.FREEZE_AT,

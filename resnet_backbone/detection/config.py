@@ -3,6 +3,9 @@
 ``MODEL.PAPER_RESNET`` configures ``build_paper_resnet`` / ``build_paper_resnet_fpn_backbone``
 and the res5 of ``PaperRes5ROIHeads``; ``MODEL.VGG16`` configures ``build_vgg16_backbone`` and
 the fc6/fc7 box head ``VGG16BoxHead``. Defaults are the paper's detection setting (appendix A).
+``MODEL.PAPER_IMPROVEMENTS`` switches on the appendix's improvements of the C4 detector (Table 9:
+box refinement, global context, multi-scale testing); all are off by default, so the baseline
+configs of Tables 7 and 8 stay the baseline.
 """
 from typing import Sequence
 
@@ -17,8 +20,8 @@ def _add_defaults(node: CN, defaults: dict) -> None:
 
 
 def add_paper_resnet_config(cfg: CN) -> CN:
-    """Add ``MODEL.PAPER_RESNET``, ``MODEL.VGG16`` and ``DATASETS.STRICT`` to a detectron2
-    config (idempotent)."""
+    """Add ``MODEL.PAPER_RESNET``, ``MODEL.VGG16``, ``MODEL.PAPER_IMPROVEMENTS`` and
+    ``DATASETS.STRICT`` to a detectron2 config (idempotent)."""
     if "PAPER_RESNET" not in cfg.MODEL:
         cfg.MODEL.PAPER_RESNET = CN()
     _add_defaults(cfg.MODEL.PAPER_RESNET, dict(
@@ -58,10 +61,60 @@ def add_paper_resnet_config(cfg: CN) -> CN:
         # Dropout after fc6 and fc7 in training: 0.5, as VGG-16 and Faster R-CNN.
         DROPOUT=0.5,
     ))
+    if "PAPER_IMPROVEMENTS" not in cfg.MODEL:
+        cfg.MODEL.PAPER_IMPROVEMENTS = CN()
+    _add_defaults(cfg.MODEL.PAPER_IMPROVEMENTS, dict(
+        # Appendix "box refinement" (after Gidaris & Komodakis): at inference, pool a new feature
+        # from each regressed box, predict a new score and box, merge these predictions with the
+        # original ones, NMS on the union, then box voting. Needs ROI_HEADS.NAME
+        # PaperRes5ROIHeads. Inference only: training is unchanged.
+        BOX_REFINEMENT=False,
+        # NMS IoU threshold on the union of original and refined predictions: 0.3 in the paper.
+        REFINEMENT_NMS_THRESH=0.3,
+        # Box voting after that NMS: each kept box becomes the score-weighted mean of the union's
+        # boxes of its class that overlap it by at least BOX_VOTE_THRESH IoU. The paper does not
+        # give the threshold; 0.8 is Detectron's (TEST.BBOX_VOTE.VOTE_TH) implementation of [6].
+        BOX_VOTING=True,
+        BOX_VOTE_THRESH=0.8,
+        # Appendix "global context": the whole image is pooled as one RoI (a single-level spatial
+        # pyramid), passed through the same res5 and pooling, and concatenated with every
+        # region's feature before the two sibling layers; trained end to end. Changes the box
+        # predictor's input width (2x), so it is a different model from the baseline.
+        GLOBAL_CONTEXT=False,
+        # Appendix "multi-scale testing": the shorter sides of the image pyramid on which the
+        # Fast R-CNN step runs, e.g. [200, 400, 600, 800, 1000] (the paper); the RPN stays at
+        # INPUT.MIN_SIZE_TEST. Empty: single-scale testing. Needs META_ARCHITECTURE "PaperRCNN"
+        # and ROI_HEADS.NAME "PaperRes5ROIHeads".
+        TEST_SCALES=[],
+        # Each RoI is pooled at the two adjacent pyramid scales around the one where it is
+        # closest to SCALE_SELECTION_SIZE^2 pixels (224: "Object Detection Networks on
+        # Convolutional Feature Maps", after SPPnet), and the two are merged by maxout.
+        SCALE_SELECTION_SIZE=224,
+    ))
     # Datasets are checked before a job (resnet_backbone.detection.validation): False skips
     # (and counts) the bad annotations of a training set; True makes any problem an error.
     _add_defaults(cfg.DATASETS, dict(STRICT=False))
     return cfg
+
+
+def check_paper_improvements(cfg: CN) -> None:
+    """ValueError naming the fix when ``MODEL.PAPER_IMPROVEMENTS`` asks for something the model
+    would silently not do: the improvements live in the C4 head ``PaperRes5ROIHeads``, and
+    multi-scale testing in the ``PaperRCNN`` meta-architecture. Run by the backbone builders, so
+    every ``build_model`` of a config with this package's backbones checks it."""
+    improvements = cfg.MODEL.get("PAPER_IMPROVEMENTS")
+    if improvements is None:
+        return
+    wanted = [name for name in ("BOX_REFINEMENT", "GLOBAL_CONTEXT", "TEST_SCALES")
+              if improvements.get(name)]
+    if wanted and cfg.MODEL.ROI_HEADS.NAME != "PaperRes5ROIHeads":
+        raise ValueError(f"MODEL.PAPER_IMPROVEMENTS {', '.join(wanted)} need MODEL.ROI_HEADS.NAME "
+                         f"PaperRes5ROIHeads (the paper's C4 head); the config has "
+                         f"{cfg.MODEL.ROI_HEADS.NAME}")
+    if improvements.get("TEST_SCALES") and cfg.MODEL.META_ARCHITECTURE != "PaperRCNN":
+        raise ValueError("MODEL.PAPER_IMPROVEMENTS.TEST_SCALES (multi-scale testing) needs "
+                         "MODEL.META_ARCHITECTURE PaperRCNN; the config has "
+                         f"{cfg.MODEL.META_ARCHITECTURE}")
 
 
 def get_detection_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:

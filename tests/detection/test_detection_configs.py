@@ -94,6 +94,20 @@ def test_config_builds_and_trains_one_step(config, shapes_coco_train):
     assert all(torch.equal(params[n], p) for n, p in frozen.items())
     if is_paper_recipe:  # no warm-up in the paper: BASE_LR from the first iteration
         assert optimizer.param_groups[0]["lr"] == pytest.approx(original.SOLVER.BASE_LR)
+    improvements = cfg.MODEL.PAPER_IMPROVEMENTS
+    if improvements.BOX_REFINEMENT or improvements.TEST_SCALES:  # inference-time improvements
+        if improvements.TEST_SCALES:  # the paper's pyramid, relative to its 600: 0.33x .. 1.67x
+            assert list(improvements.TEST_SCALES) == [200, 400, 600, 800, 1000]
+            model.test_scales = (48, 96, 144)
+        model.roi_heads.box_predictor.test_score_thresh = -1.0  # every class of every region
+        model.eval()
+        with torch.no_grad():
+            image = batch[0]["image"]
+            (output,) = model([{"image": image, "height": image.shape[1],
+                                "width": image.shape[2]}])
+        detections = output["instances"]
+        assert len(detections) > 0 and detections.scores.isfinite().all()
+        assert detections.pred_boxes.tensor.isfinite().all()
 
 
 @pytest.mark.parametrize("base, key, value, valid", [

@@ -109,6 +109,36 @@ def test_eval_only_on_saved_checkpoint_with_test_time_augmentation(trained, tmp_
     assert (tmp_path / "inference_TTA" / "t_val" / "coco_instances_results.json").is_file()
 
 
+@pytest.mark.parametrize("improvement", [
+    ["MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True"],
+    ["MODEL.META_ARCHITECTURE", "PaperRCNN", "MODEL.PAPER_IMPROVEMENTS.TEST_SCALES", "(96, 128, 192)"],
+], ids=["box_refinement", "multiscale_testing"])
+def test_eval_only_with_an_inference_improvement_of_the_appendix(trained, tmp_path, improvement):
+    """The appendix's test-time improvements evaluate a trained baseline (in-process)."""
+    out, args, _ = trained
+    args = [a if a != str(out) else str(tmp_path) for a in args]
+    assert train_det.main(["--eval-only", *args, "MODEL.WEIGHTS", str(out / "model_0000003.pth"),
+                           *improvement]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())["results"]["t_val"]["bbox"]
+    assert 0 <= results["AP50"] <= 100
+    assert json.loads((tmp_path / "inference" / "t_val" / "coco_instances_results.json").read_text())
+
+
+def test_global_context_and_box_refinement_train_then_evaluate(shapes_coco, coco_val, tmp_path):
+    """Global context trains end to end (the box predictor takes region + whole-image features),
+    and box refinement evaluates the result."""
+    assert train_det.main([
+        "--config-file", DEMO_CONFIG, "--dataset", "t_train", *shapes_coco, "--dataset", "t_val",
+        *coco_val, *TINY, "SOLVER.MAX_ITER", "2", "DATASETS.TRAIN", "('t_train',)",
+        "DATASETS.TEST", "('t_val',)", "OUTPUT_DIR", str(tmp_path),
+        "MODEL.PAPER_IMPROVEMENTS.GLOBAL_CONTEXT", "True",
+        "MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True"]) == 0
+    weights = load_checkpoint_file(tmp_path / "model_final.pth")["model"]
+    assert weights["roi_heads.box_predictor.cls_score.weight"].shape == (4, 2 * 512)
+    results = json.loads((tmp_path / "results.json").read_text())["results"]["t_val"]["bbox"]
+    assert 0 <= results["AP50"] <= 100
+
+
 def test_visualize_draws_predictions(trained, coco_val, tmp_path):
     out, _, _ = trained
     assert visualize_det.main(["--config-file", str(out / "config.yaml"), "--dataset", "t_val",

@@ -1,0 +1,151 @@
+"""The appendix's multi-scale testing: the Fast R-CNN step on an image pyramid, the RPN at one scale.
+
+The paper (appendix, "Multi-scale testing"): "we compute conv feature maps on an image pyramid,
+where the image's shorter sides are s in {200, 400, 600, 800, 1000}. We select two adjacent
+scales from the pyramid following [Object Detection Networks on Convolutional Feature Maps].
+RoI pooling and subsequent layers are performed on the feature maps of these two scales, which
+are merged by maxout." Multi-scale testing was done "only for the Fast R-CNN step (but not yet
+for the RPN step)", and not in training.
+
+``PaperRCNN`` is detectron2's ``GeneralizedRCNN`` (same training, same weights) whose inference
+does that when ``MODEL.PAPER_IMPROVEMENTS.TEST_SCALES`` is set; ``ScalePyramid`` holds the
+feature maps and pools each RoI at its two scales. Our reading of the scale selection: the two
+adjacent scales around the one at which the RoI would be SCALE_SELECTION_SIZE^2 pixels (SPPnet's
+rule, which [Ren et al.] extend to two scales); RoIs outside the pyramid's range take its two
+end scales. The pyramid is resized from the network's input image (as detectron2's
+``GeneralizedRCNNWithTTA`` does), bilinearly with antialiasing when it shrinks.
+"""
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.structures import Boxes, ImageList
+
+
+def check_test_scales(scales: Sequence[int]) -> Tuple[int, ...]:
+    """The pyramid's shorter sides, ascending; ValueError for a non-positive or repeated one."""
+    scales = tuple(int(s) for s in scales)
+    if any(s <= 0 for s in scales) or len(set(scales)) != len(scales):
+        raise ValueError(f"MODEL.PAPER_IMPROVEMENTS.TEST_SCALES must be distinct positive shorter "
+                         f"sides, e.g. [200, 400, 600, 800, 1000]; got {list(scales)}")
+    return tuple(sorted(scales))
+
+
+def select_adjacent_scales(boxes: torch.Tensor, factors: torch.Tensor,
+                           target_size: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """For each box (R, 4) in input-image pixels, the indices (lower, upper) of the two adjacent
+    pyramid levels (``factors``: ascending resize factors) around the factor that makes the box
+    ``target_size``^2 pixels. One level: both 0."""
+    if len(factors) == 1:
+        zeros = torch.zeros(len(boxes), dtype=torch.long, device=boxes.device)
+        return zeros, zeros
+    widths = (boxes[:, 2] - boxes[:, 0]).clamp(min=1.0)
+    heights = (boxes[:, 3] - boxes[:, 1]).clamp(min=1.0)
+    ideal = target_size / torch.sqrt(widths * heights)
+    upper = torch.searchsorted(factors.to(ideal), ideal.contiguous()).clamp(1, len(factors) - 1)
+    return upper - 1, upper
+
+
+class ScalePyramid:
+    """One image batch's feature maps at several scales: ``maps[i][k]`` is image i's (1, C, H, W)
+    map at resize factor ``factors[i][k]`` of the network's input image. Passed to
+    ``PaperRes5ROIHeads`` in place of the single-scale features."""
+
+    def __init__(self, maps: List[List[torch.Tensor]], factors: List[torch.Tensor],
+                 target_size: float):
+        self.maps, self.factors, self.target_size = maps, factors, target_size
+
+    def pool(self, pooler, boxes: List[Boxes]) -> torch.Tensor:
+        """RoI features (R, C, S, S) of all images' boxes, in order: each box pooled at its two
+        selected scales (its coordinates scaled to each) and merged by an element-wise max."""
+        pooled = []
+        for maps, factors, image_boxes in zip(self.maps, self.factors, boxes):
+            lower, upper = select_adjacent_scales(image_boxes.tensor, factors, self.target_size)
+            merged = None
+            for level, (feature_map, factor) in enumerate(zip(maps, factors.tolist())):
+                index = torch.nonzero((lower == level) | (upper == level)).squeeze(1)
+                if len(index) == 0:
+                    continue
+                scaled = Boxes(image_boxes.tensor[index] * factor)
+                level_features = pooler([feature_map], [scaled])
+                if merged is None:
+                    merged = level_features.new_full(
+                        (len(image_boxes),) + level_features.shape[1:], float("-inf"))
+                merged[index] = torch.maximum(merged[index], level_features)
+            if merged is None:  # no boxes in this image
+                merged = pooler([maps[0]], [image_boxes])
+            pooled.append(merged)
+        return torch.cat(pooled, dim=0)
+
+
+def build_scale_pyramid(backbone, images: ImageList, feature_map: torch.Tensor, feature_name: str,
+                        scales: Sequence[int], target_size: float) -> ScalePyramid:
+    """The pyramid of each image's ``feature_name`` map at shorter sides ``scales``. A scale equal
+    to the input's shorter side reuses ``feature_map`` (the single-scale map), so a one-scale
+    pyramid at the test scale is exactly single-scale testing."""
+    maps, factors = [], []
+    for i, (height, width) in enumerate(images.image_sizes):
+        image_maps, image_factors = [], []
+        for scale in scales:
+            factor = scale / min(height, width)
+            if abs(factor - 1.0) < 1e-6:
+                image_maps.append(feature_map[i:i + 1])
+            else:
+                image = images.tensor[i:i + 1, :, :height, :width]
+                size = (max(1, round(height * factor)), max(1, round(width * factor)))
+                resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False,
+                                        antialias=factor < 1.0)
+                padded = ImageList.from_tensors([resized[0]], backbone.size_divisibility)
+                image_maps.append(backbone(padded.tensor)[feature_name])
+            image_factors.append(factor)
+        maps.append(image_maps)
+        factors.append(torch.tensor(image_factors, device=feature_map.device))
+    return ScalePyramid(maps, factors, target_size)
+
+
+@META_ARCH_REGISTRY.register()
+class PaperRCNN(GeneralizedRCNN):
+    """``GeneralizedRCNN`` with the paper's multi-scale testing (``test_scales``, from
+    ``MODEL.PAPER_IMPROVEMENTS.TEST_SCALES``): proposals from the single-scale image, region
+    features from the image pyramid. Training, weights and single-scale inference are
+    ``GeneralizedRCNN``'s; the ROI heads must be ``PaperRes5ROIHeads``."""
+
+    @configurable
+    def __init__(self, *, test_scales: Sequence[int] = (), scale_selection_size: float = 224,
+                 **kwargs):
+        super().__init__(**kwargs)
+        from .roi_heads import PaperRes5ROIHeads
+        self.test_scales = check_test_scales(test_scales)
+        self.scale_selection_size = float(scale_selection_size)
+        if self.test_scales and not isinstance(self.roi_heads, PaperRes5ROIHeads):
+            raise ValueError("Multi-scale testing (MODEL.PAPER_IMPROVEMENTS.TEST_SCALES) needs "
+                             "MODEL.ROI_HEADS.NAME PaperRes5ROIHeads (the C4 head); got "
+                             f"{type(self.roi_heads).__name__}")
+
+    @classmethod
+    def from_config(cls, cfg):
+        ret = super().from_config(cfg)
+        improvements = cfg.MODEL.PAPER_IMPROVEMENTS
+        ret.update(test_scales=improvements.TEST_SCALES,
+                   scale_selection_size=improvements.SCALE_SELECTION_SIZE)
+        return ret
+
+    def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
+        if not self.test_scales or detected_instances is not None:
+            return super().inference(batched_inputs, detected_instances, do_postprocess)
+        assert not self.training
+        images = self.preprocess_image(batched_inputs)
+        features = self.backbone(images.tensor)
+        if self.proposal_generator is not None:
+            proposals, _ = self.proposal_generator(images, features, None)
+        else:
+            proposals = [x["proposals"].to(self.device) for x in batched_inputs]
+        name = self.roi_heads.in_features[0]
+        pyramid = build_scale_pyramid(self.backbone, images, features[name], name,
+                                      self.test_scales, self.scale_selection_size)
+        results, _ = self.roi_heads(images, pyramid, proposals, None)
+        if do_postprocess:
+            return GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)
+        return results
