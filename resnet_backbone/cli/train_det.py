@@ -98,7 +98,7 @@ def register(cfg, args):
 
 def train_and_evaluate(args):
     from ..detection.lazy import is_lazy_config
-    from ..detection.pretrained import check_frozen_norms
+    from ..detection.pretrained import check_evaluated_predictor, check_frozen_norms
     from ..detection.trainer import DetectionTrainer, flat_results
 
     start = time.perf_counter()
@@ -116,6 +116,7 @@ def train_and_evaluate(args):
         checkpointer = DetectionTrainer.build_checkpointer(cfg, model)
         checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         check_frozen_norms(model, checkpointer.last_load)
+        check_evaluated_predictor(checkpointer.last_load)
         results = flat_results(cfg, DetectionTrainer.test(cfg, model))
         if cfg.TEST.AUG.ENABLED:
             results.update(DetectionTrainer.test_with_TTA(cfg, model))

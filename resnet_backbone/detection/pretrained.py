@@ -5,6 +5,10 @@
   describes the weights (shortcut option, stride placement, residual or plain, input format and
   pixel mean / std) is applied to the config, each with a log line, unless the command line set
   it to something else: that, and a depth that differs, stop the job with the exact override.
+* ``check_evaluated_predictor``: ``--eval-only`` evaluates a trained detector, so its box
+  predictor must come from the weights file; one left at random values (a backbone-only file,
+  another number of classes, or a baseline checkpoint under ``GLOBAL_CONTEXT``, whose predictor
+  has twice the inputs) would give meaningless numbers, so the job stops and says why.
 * ``check_frozen_norms``: a backbone whose norms are FrozenBN (``NORM FrozenBN``, or stages
   frozen by ``FREEZE_AT``) normalises with the statistics of its weights. With no weights, or a
   file that leaves backbone weights or statistics missing, it would normalise nothing (loss 1e6
@@ -97,6 +101,25 @@ def _node(cfg, dotted: str):
     for part in dotted.split("."):
         cfg = getattr(cfg, part)
     return cfg
+
+
+#: The box predictor's parameters in a detectron2 detector (two-stage: ROI heads).
+PREDICTOR_PREFIX = "roi_heads.box_predictor."
+
+
+def check_evaluated_predictor(loaded: Optional[Dict]) -> None:
+    """Stop (ValueError naming the fix) before ``--eval-only`` evaluates a box predictor that
+    ``loaded`` (the checkpointer's record; None: no weights) left at its random initial values."""
+    if loaded is None:
+        raise ValueError("--eval-only with MODEL.WEIGHTS empty would evaluate a random detector: "
+                         "give the trained model, e.g. MODEL.WEIGHTS output/model_final.pth")
+    missing = [k for k in loaded["missing"] if k.startswith(PREDICTOR_PREFIX)]
+    if missing:
+        raise ValueError(f"--eval-only: {loaded['path']} has no weights of this model's box "
+                         f"predictor ({', '.join(group_keys(missing)[:2])}: absent, or of another "
+                         "shape), which would be evaluated at random values. Evaluate a "
+                         "checkpoint of this detector: the same number of classes, and trained "
+                         "with MODEL.PAPER_IMPROVEMENTS.GLOBAL_CONTEXT if the config sets it")
 
 
 def check_frozen_norms(model, loaded: Optional[Dict]) -> None:

@@ -124,6 +124,18 @@ def test_eval_only_with_an_inference_improvement_of_the_appendix(trained, tmp_pa
     assert json.loads((tmp_path / "inference" / "t_val" / "coco_instances_results.json").read_text())
 
 
+def test_eval_only_refuses_a_box_predictor_the_weights_do_not_fill(trained, tmp_path, capsys):
+    """A baseline checkpoint under GLOBAL_CONTEXT (a predictor of twice the inputs) would be
+    evaluated with a random predictor: an error, not meaningless numbers."""
+    out, args, _ = trained
+    args = [a if a != str(out) else str(tmp_path) for a in args]
+    rc = train_det.main(["--eval-only", *args, "MODEL.WEIGHTS", str(out / "model_0000003.pth"),
+                         "MODEL.PAPER_IMPROVEMENTS.GLOBAL_CONTEXT", "True"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and last.startswith("error: --eval-only:"), last
+    assert "roi_heads.box_predictor" in last and "GLOBAL_CONTEXT" in last, last
+
+
 def test_global_context_and_box_refinement_train_then_evaluate(shapes_coco, coco_val, tmp_path):
     """Global context trains end to end (the box predictor takes region + whole-image features),
     and box refinement evaluates the result."""
@@ -180,6 +192,7 @@ def test_weights_matching_nothing_fail(tmp_path, shapes_coco):
     ([], ["MODEL.BACKBONE.NAME", "build_no_such_backbone"], "build_no_such_backbone"),
     ([], ["DATASETS.TEST", "('never_registered',)"], "Unknown dataset"),
     ([], ["MODEL.PAPER_RESNET.DEPTHS", "18"], "Non-existent key"),
+    ([], [], "MODEL.WEIGHTS empty would evaluate a random detector"),
 ])
 def test_bad_input_gives_clear_error(flags, opts, message, tmp_path, shapes_coco, capsys):
     """In-process (the subprocess tests run the same ``main``): an ``error:`` line, status 2.
