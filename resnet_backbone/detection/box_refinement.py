@@ -1,12 +1,11 @@
 """The appendix's box refinement, after its region features are computed: which box each region
 is refined from, and how the original and refined predictions become detections.
 
-The paper (appendix, "Box refinement", after Gidaris & Komodakis' iterative localisation): "we
-pool a new feature from the regressed box and obtain a new classification score and a new
-regressed box. We combine these 300 new predictions with the original 300 predictions.
-Non-maximum suppression (NMS) is applied on the union set of predicted boxes using an IoU
-threshold of 0.3, followed by box voting." The head (``PaperRes5ROIHeads``) computes the two sets
-of predictions; this module picks the box to refine and merges the union.
+The paper's appendix ("box refinement", after Gidaris & Komodakis' iterative localisation,
+paraphrased): at inference, a new feature is pooled from each regressed box and gives a new score
+and a new box; these 300 new predictions and the 300 original ones are merged; NMS at IoU 0.3 on
+the union, then box voting. The head (``PaperRes5ROIHeads``) computes the two sets of
+predictions; this module picks the box to refine and merges the union.
 
 The union goes through detectron2's own ``fast_rcnn_inference_single_image`` (score threshold,
 per-class NMS, top-k), so with voting off the only difference from the baseline is the union.

@@ -1,11 +1,10 @@
 """The appendix's multi-scale testing: the Fast R-CNN step on an image pyramid, the RPN at one scale.
 
-The paper (appendix, "Multi-scale testing"): "we compute conv feature maps on an image pyramid,
-where the image's shorter sides are s in {200, 400, 600, 800, 1000}. We select two adjacent
-scales from the pyramid following [Object Detection Networks on Convolutional Feature Maps].
-RoI pooling and subsequent layers are performed on the feature maps of these two scales, which
-are merged by maxout." Multi-scale testing was done "only for the Fast R-CNN step (but not yet
-for the RPN step)", and not in training.
+The paper's appendix ("multi-scale testing", paraphrased): conv feature maps are computed on an
+image pyramid of shorter sides {200, 400, 600, 800, 1000}; two adjacent scales are selected
+following "Object Detection Networks on Convolutional Feature Maps" (Ren et al.); RoI pooling and
+the layers after it run on the feature maps of these two scales, merged by maxout. It was done
+for the Fast R-CNN step only (not the RPN), and not in training.
 
 ``PaperRCNN`` is detectron2's ``GeneralizedRCNN`` (same training, same weights) whose inference
 does that when ``MODEL.PAPER_IMPROVEMENTS.TEST_SCALES`` is set; ``ScalePyramid`` holds the
