@@ -53,7 +53,6 @@ from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.solver import WarmupParamScheduler
-from detectron2.utils.events import JSONWriter
 from detectron2.utils.registry import locate
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 from omegaconf import DictConfig, OmegaConf
@@ -67,8 +66,8 @@ from .checkpoint import PaperDetectionCheckpointer
 from .data import ResumableTrainLoader
 from .datasets import (check_datasets, numpy_compat, register_datasets, validate_datasets)
 from .pretrained import check_frozen_norms
-from .trainer import (DetectionTrainer, DropNonFiniteLossTraceback, SeededSteps, WholeLinesFile,
-                      default_setup_safe, paper_metrics)
+from .trainer import (DetectionTrainer, DropNonFiniteLossTraceback, SeededSteps,
+                      default_setup_safe, paper_metrics, with_whole_line_metrics)
 
 logger = logging.getLogger("detectron2.resnet_backbone")
 
@@ -348,16 +347,6 @@ def do_test(cfg: DictConfig, model: nn.Module) -> Optional[Dict]:
     return results
 
 
-def _writers(cfg: DictConfig) -> list:
-    """detectron2's writers, with ``metrics.json`` appended in whole lines."""
-    writers = default_writers(cfg.train.output_dir, cfg.train.max_iter)
-    for writer in writers:
-        if isinstance(writer, JSONWriter):
-            writer._file_handle.close()
-            writer._file_handle = WholeLinesFile(os.path.join(cfg.train.output_dir, "metrics.json"))
-    return writers
-
-
 def do_train(args, cfg: DictConfig) -> Optional[Dict]:
     """Train as ``lazyconfig_train_net.py`` does (see the module docstring); the last
     evaluation's results."""
@@ -390,7 +379,9 @@ def do_train(args, cfg: DictConfig) -> Optional[Dict]:
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
         if is_main_process() else None,
         hooks.EvalHook(cfg.train.eval_period, evaluate),
-        hooks.PeriodicWriter(_writers(cfg), period=cfg.train.log_period)
+        hooks.PeriodicWriter(with_whole_line_metrics(
+            default_writers(cfg.train.output_dir, cfg.train.max_iter), cfg.train.output_dir),
+            period=cfg.train.log_period)
         if is_main_process() else None,
     ])
     load_weights(cfg, model, checkpointer, args.resume)

@@ -108,6 +108,16 @@ class WholeLinesFile:
         self.flush()
 
 
+def with_whole_line_metrics(writers: list, output_dir: str) -> list:
+    """detectron2's event writers, with the ``JSONWriter``'s ``metrics.json`` appended in whole
+    lines (``WholeLinesFile``): a run killed mid-write leaves no partial line to resume on."""
+    for writer in writers:
+        if isinstance(writer, JSONWriter):
+            writer._file_handle.close()
+            writer._file_handle = WholeLinesFile(os.path.join(output_dir, "metrics.json"))
+    return writers
+
+
 @contextlib.contextmanager
 def _cpu_ddp_without_device_ids() -> Iterator[None]:
     """detectron2's ``create_ddp_model`` gives DistributedDataParallel ``device_ids=[local
@@ -228,12 +238,7 @@ class DetectionTrainer(SeededSteps, DefaultTrainer):
 
     def build_writers(self):
         """detectron2's writers, with ``metrics.json`` appended in whole lines."""
-        writers = super().build_writers()
-        for writer in writers:
-            if isinstance(writer, JSONWriter):
-                writer._file_handle.close()
-                writer._file_handle = WholeLinesFile(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json"))
-        return writers
+        return with_whole_line_metrics(super().build_writers(), self.cfg.OUTPUT_DIR)
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -327,4 +332,4 @@ def flat_results(cfg, results) -> Dict[str, Optional[Dict]]:
 
 
 __all__ = ["DetectionTrainer", "SeededSteps", "has_compiled_ops", "paper_metrics", "default_setup_safe",
-           "flat_results"]
+           "flat_results", "with_whole_line_metrics"]
