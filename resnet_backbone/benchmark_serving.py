@@ -320,6 +320,12 @@ def onnx_missing_reason() -> Optional[str]:
     return None
 
 
+def failed_export(error: Exception) -> str:
+    """The status of a row whose export raised: the exception's type and first line."""
+    first_line = (str(error).splitlines() or [""])[0]  # an exception may have no message
+    return f"FAILED export: {type(error).__name__}: {first_line[:200]}"
+
+
 def note(message: str) -> None:
     print(f"[{ROW}] {message}", file=sys.stderr, flush=True)
 
@@ -420,7 +426,7 @@ def _onnx_sessions(served: Served, folder: str, x_cal, x_held, held_labels):
         report = export_classifier(copy.deepcopy(served.model), fp32_path, "onnx",
                                    sample=x_held[:2])
     except Exception as e:  # every exporter failed: the rows say why, the others still run
-        status = f"FAILED export: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        status = failed_export(e)
         note(status)
         return sessions, {"ONNX Runtime fp32": status, "ONNX Runtime INT8": status}, stats
     parity = (f"{'ok' if report.ok else 'FAILED parity'}: max |onnx - eager| "

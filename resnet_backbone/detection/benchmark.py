@@ -174,7 +174,7 @@ def serve_detector_rows(bench: Bench, grid) -> List[dict]:
                 if report.ok:
                     session = serving.ort_session(path)
             except Exception as e:  # the export failed: that row says why, the others run
-                status = f"FAILED export: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                status = serving.failed_export(e)
             serving.note(f"detector ONNX export {status} ({time.perf_counter() - start:.1f} s)")
         else:
             serving.note(f"detector ONNX Runtime row {status}")
