@@ -179,16 +179,13 @@ def from_checkpoint(path: str, depth: int, image_size: Optional[int]) -> Served:
     from .checkpoint import (load_checkpoint_file, load_state_dict_checked,
                              state_dict_from_checkpoint)
     obj = load_checkpoint_file(path)
-    state, _ = state_dict_from_checkpoint(obj, path)
     name = os.path.basename(path)
     if isinstance(obj, Mapping) and "cfg" in obj:
-        from .classification.config import cfg_from_checkpoint
-        from .classification.engine import build_model
-        cfg = cfg_from_checkpoint(obj)
-        model = build_model(cfg)
+        from .classification.config import trained_image_size
+        from .classification.export import classifier_from_checkpoint
+        model, cfg = classifier_from_checkpoint(path, obj)
         synthetic = cfg.DATASETS.NAME == "synthetic"
-        trained_size = (cfg.DATASETS.SYNTHETIC.IMAGE_SIZE if synthetic else
-                        32 if cfg.INPUT.RECIPE == "cifar" else cfg.INPUT.CROP_SIZE)
+        trained_size = trained_image_size(cfg)
         mean = torch.as_tensor(obj.get("pixel_mean", cfg.INPUT.PIXEL_MEAN)).float()
         mean = mean if mean.dim() == 3 else mean.view(3, 1, 1)  # a mean image or per channel
         std = torch.tensor(cfg.INPUT.PIXEL_STD)
@@ -196,11 +193,12 @@ def from_checkpoint(path: str, depth: int, image_size: Optional[int]) -> Served:
         labels = synthetic and cfg.DATASETS.SYNTHETIC.NUM_CLASSES == SYNTHETIC_CLASSES
         what = f"{cfg.MODEL.NAME} trained on {cfg.DATASETS.NAME}"
     else:
+        state, _ = state_dict_from_checkpoint(obj, path)
         classes = state["linear.weight"].shape[0] if "linear.weight" in state else 1000
         model = build_resnet(depth, num_classes=int(classes))
         trained_size, mean, std = 224, torch.tensor(CHANNEL_MEAN).view(3, 1, 1), torch.ones(3)
         model_name, labels, what = f"resnet{depth}", False, f"a state dict of ours R-{depth}"
-    load_state_dict_checked(model, state, source=path)
+        load_state_dict_checked(model, state, source=path)
     size = image_size or trained_size
     model_depth = int(model_name[len("resnet"):]) if model_name[len("resnet"):].isdigit() and \
         model_name.startswith("resnet") else None

@@ -158,6 +158,14 @@ def load_cls_cfg(config_file: str, opts: Sequence[str], world_size: int = 1) -> 
     return cfg
 
 
+def trained_image_size(cfg: CN) -> int:
+    """The side of the square images a config trains on: the synthetic images' size, CIFAR's 32,
+    or ImageNet's crop (an exported or served classifier takes them by default)."""
+    if cfg.DATASETS.NAME == "synthetic":
+        return cfg.DATASETS.SYNTHETIC.IMAGE_SIZE
+    return 32 if cfg.INPUT.RECIPE == "cifar" else cfg.INPUT.CROP_SIZE
+
+
 def cfg_from_checkpoint(state) -> CN:
     """The config a checkpoint of ``tools/train_cls.py`` was trained with (its ``cfg`` entry)."""
     if not isinstance(state, dict) or "cfg" not in state:

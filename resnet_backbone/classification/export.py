@@ -10,11 +10,13 @@ use (``resnet_backbone.detection`` applies it): the depth, shortcut option, stri
 norm, input format and the RGB pixel mean and std (0..255), and how many batches the BN
 statistics saw (a short pre-training gives statistics that FrozenBN fine-tuning cannot use).
 """
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
+from fvcore.common.config import CfgNode as CN
 from torch import nn
 
-from ..checkpoint import load_checkpoint_file, load_state_dict_checked, save_checkpoint_atomic
+from ..checkpoint import (load_checkpoint_file, load_state_dict_checked, save_checkpoint_atomic,
+                          state_dict_from_checkpoint)
 from ..models import model_spec
 from .config import cfg_from_checkpoint
 from .engine import build_model
@@ -46,16 +48,14 @@ def export_backbone(weights: str, out: str) -> Dict:
     return meta
 
 
-def classifier_from_checkpoint(weights: str) -> Tuple[nn.Module, str, int]:
+def classifier_from_checkpoint(weights: str, state: Optional[Mapping] = None
+                               ) -> Tuple[nn.Module, CN]:
     """The trained network of a ``tools/train_cls.py`` checkpoint (built from the config it
-    records, every weight loaded strictly): ``(model, MODEL.NAME, input side)``. The model takes
-    the mean-subtracted (``INPUT.MEAN``) input the trainer fed it."""
-    state = load_checkpoint_file(weights)
+    records, every weight loaded strictly), in eval mode, and that config. ``state``: the file
+    already loaded. The model takes the mean-subtracted (``INPUT.MEAN``) input the trainer fed
+    it, at ``trained_image_size(cfg)``."""
+    state = load_checkpoint_file(weights) if state is None else state
     cfg = cfg_from_checkpoint(state)
     model = build_model(cfg)
-    load_state_dict_checked(model, state["model"], source=weights)
-    if cfg.DATASETS.NAME == "synthetic":
-        size = cfg.DATASETS.SYNTHETIC.IMAGE_SIZE
-    else:
-        size = 32 if cfg.INPUT.RECIPE == "cifar" else cfg.INPUT.CROP_SIZE
-    return model.eval(), cfg.MODEL.NAME, size
+    load_state_dict_checked(model, state_dict_from_checkpoint(state, weights)[0], source=weights)
+    return model.eval(), cfg

@@ -75,8 +75,10 @@ def build_classifier(args: argparse.Namespace) -> Tuple[nn.Module, str, int]:
     from ..checkpoint import load_checkpoint_file, load_state_dict_checked, state_dict_from_checkpoint
     from ..models import create_model, model_spec
     if args.weights and not args.name:
+        from ..classification.config import trained_image_size
         from ..classification.export import classifier_from_checkpoint
-        return classifier_from_checkpoint(args.weights)
+        model, cfg = classifier_from_checkpoint(args.weights)
+        return model, cfg.MODEL.NAME, trained_image_size(cfg)
     spec = model_spec(args.name)
     options = network_options(args)
     if args.num_classes:
