@@ -50,7 +50,7 @@ import torchvision
 from torch import nn
 
 from .benchmark import Bench, infer_fn, timing_rows
-from .export import export_classifier, onnx_available
+from .export import export_classifier, onnx_available, onnx_feeds
 from .fast import optimize_for_inference, speed_up_strided_1x1
 from .models import build_resnet
 
@@ -240,7 +240,7 @@ def ort_session(path: str, threads: Optional[int] = None):
 
 def ort_runner(session, *inputs: torch.Tensor) -> Callable[[], object]:
     """A call of ``session`` on ``inputs`` (converted to numpy once, outside the call)."""
-    feeds = {arg.name: x.detach().cpu().numpy() for arg, x in zip(session.get_inputs(), inputs)}
+    feeds = onnx_feeds(session, inputs)
     return lambda: session.run(None, feeds)
 
 

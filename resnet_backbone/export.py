@@ -21,8 +21,9 @@ import importlib.util
 import os
 import warnings
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -65,12 +66,16 @@ def require_onnx() -> None:
                          "'resnet_backbone[onnx]' (or choose --format torchscript / export)")
 
 
+def onnx_feeds(session, inputs: Sequence[torch.Tensor]) -> Dict[str, np.ndarray]:
+    """An ONNX Runtime session's input feed: its inputs, in order, as numpy arrays."""
+    return {arg.name: x.detach().cpu().numpy() for arg, x in zip(session.get_inputs(), inputs)}
+
+
 def run_onnx(path: str, *inputs: torch.Tensor) -> List[torch.Tensor]:
     """The outputs of an ONNX file for ``inputs``, from ONNX Runtime on the CPU."""
     import onnxruntime as ort
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    feeds = {arg.name: x.detach().cpu().numpy() for arg, x in zip(session.get_inputs(), inputs)}
-    return [torch.from_numpy(out) for out in session.run(None, feeds)]
+    return [torch.from_numpy(out) for out in session.run(None, onnx_feeds(session, inputs))]
 
 
 def load_torchscript(path: str) -> torch.jit.ScriptModule:
