@@ -261,6 +261,8 @@ def check_model(model: nn.Module) -> None:
         return
     if hasattr(heads, "res5"):
         width = getattr(heads.res5[-1], "out_channels", None)
+        if width is not None and getattr(heads, "global_context", False):
+            width *= 2  # each region's feature and the whole image's, concatenated
     else:
         shape = getattr(getattr(heads, "box_head", None), "output_shape", None)
         width = getattr(shape, "channels", None) if shape is not None else None

@@ -251,6 +251,20 @@ def test_lazyconfig_user_errors_are_one_line(capsys, tmp_path, shapes_coco):
         build_lazy_model(cfg)
 
 
+def test_lazyconfig_global_context_takes_twice_the_predictor_width():
+    """The appendix's global context from keywords: the box predictor takes each region's res5
+    feature and the whole image's, concatenated (2 x 512 for ResNet-18)."""
+    config = str(CONFIG_DIR / "faster_rcnn_R_101_C4_voc0712.py")
+    context = TINY_R18 + ["model.roi_heads.global_context=True"]
+    model = build_lazy_model(load_config(config, context + [
+        "model.roi_heads.box_predictor.input_shape.channels=1024"]))
+    assert model.roi_heads.global_context
+    assert model.roi_heads.box_predictor.cls_score.in_features == 1024
+    with pytest.raises(ValueError, match="box predictor takes 512 channels; res5 gives 512 and "
+                                         "global context doubles it"):
+        build_lazy_model(load_config(config, context))
+
+
 def run_tool(*args):
     proc = subprocess.run([sys.executable, TOOL, *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"})
