@@ -24,8 +24,6 @@ def vgg16_conv_names() -> List[str]:
     return [f"conv{b}_{i}" for b, n, _ in VGG16_LAYOUT for i in range(1, n + 1)]
 
 
-
-
 class VGG16Body(nn.Module):
     """conv1_1 .. conv5_3 with ReLU, max pooling after conv blocks 1-4 (stride 16 at conv5_3),
     shared by the backbone ``VGG16`` and ``VGG16Classifier``. ``ceil_mode`` rounds pooled sizes
