@@ -13,15 +13,9 @@ backbones and heads.
 """
 __version__ = "0.2.0"
 
-import warnings
-
-# fvcore (FLOP counting) and detectron2 decorate functions with torch.jit.script at import time;
-# PyTorch >= 2.9 warns about it once per process, on every command of this package. The warning
-# concerns their code, not the user's, so it is silenced for that exact message only.
-warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated",
-                        category=FutureWarning)
-
-from .models import (VGG16, BasicBlock, BottleneckBlock, CifarStem, ImageNetStem,  # noqa: E402
+# Importing the package changes no process-wide state: third-party import-time warnings are
+# silenced where this package imports those modules (``third_party.quiet_third_party_imports``).
+from .models import (VGG16, BasicBlock, BottleneckBlock, CifarStem, ImageNetStem,
                      ModelSpec, ResNet, ResNetClassifier, VGG16Classifier, build_resnet,
                      create_model, list_models, make_stage, model_spec, register_model)
 

@@ -1,4 +1,13 @@
-"""The dependency rule: only ``resnet_backbone.detection`` (and the two detection tools) import
+"""The layers and the dependency rule.
+
+The package's import graph, read from the source (every ``import``, inside functions too), has
+three layers: the core (``resnet_backbone``'s top-level modules, ``models/``, ``data/``,
+``checkpoint/``) imports nothing above it; ``classification/`` and ``detection/`` import only the
+core and not each other; the application layer (``cli/``, ``benchmarks/``) may import anything.
+No module takes part in an import cycle. A module whose first comment is ``# moved-module alias``
+only re-exports a module that moved; it belongs to its target's layer.
+
+Only ``resnet_backbone.detection`` (and the two detection tools) import
 detectron2. With detectron2 blocked, every other module imports, and every classifier is created,
 trained one step, converted and saved; and ``pip install .`` (not editable) ships a package whose
 classification trainer and configs work without detectron2."""
@@ -18,14 +27,148 @@ DETECTRON2_MODULES = ("resnet_backbone.detection", "resnet_backbone.cli.train_de
 BLOCK_DETECTRON2 = "import sys; sys.modules['detectron2'] = None  # import detectron2 -> ImportError"
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
+def module_name(path: Path, root: Path = REPO) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def core_modules():
     names = sorted(module_name(p) for p in PACKAGE.rglob("*.py"))
     return [n for n in names if not n.startswith(DETECTRON2_MODULES)]
+
+
+#: Layer of each first-level subpackage; everything else under resnet_backbone/ is the core.
+LAYERS = {"classification": "classification", "detection": "detection", "cli": "application",
+          "benchmarks": "application"}
+#: Which layers each layer may import (itself included).
+ALLOWED = {"core": {"core"}, "classification": {"core", "classification"},
+           "detection": {"core", "detection"},
+           "application": {"core", "classification", "detection", "application"}}
+ALIAS_MARKER = "# moved-module alias"
+
+
+def package_modules(package: Path) -> dict:
+    """{module name: path} of every module under ``package`` (a folder with __init__.py)."""
+    root = package.parent
+    return {module_name(p, root): p for p in sorted(package.rglob("*.py"))}
+
+
+def imported_modules(name: str, path: Path, modules: dict) -> set:
+    """The package modules that module ``name`` imports anywhere in its source (module level,
+    functions, ``try`` blocks): ``from a import b`` counts as ``a.b`` when that is a module."""
+    is_package = path.name == "__init__.py"
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            candidates = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".")[:len(name.split(".")) - node.level + (1 if is_package else 0)]
+                base = ".".join(base + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            candidates = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                          for a in node.names]
+        else:
+            continue
+        for candidate in candidates:
+            while candidate and candidate not in modules:  # `import a.b.c` of a name: its module
+                candidate = candidate.rpartition(".")[0]
+            if candidate and candidate != name:
+                targets.add(candidate)
+    return targets
+
+
+def layer_of(name: str, path: Path, modules: dict) -> str:
+    """A module's layer; an alias module (``ALIAS_MARKER``) takes its one target's layer."""
+    if ALIAS_MARKER in path.read_text():
+        (target,) = imported_modules(name, path, modules) - {name.rpartition(".")[0]}
+        return layer_of(target, modules[target], modules)
+    parts = name.split(".")
+    return LAYERS.get(parts[1], "core") if len(parts) > 1 else "core"
+
+
+def layering_violations(package: Path) -> list:
+    """Every upward or sideways edge of ``package``'s import graph, as 'a (layer) -> b (layer)'."""
+    modules = package_modules(package)
+    found = []
+    for name, path in modules.items():
+        mine = layer_of(name, path, modules)
+        for target in sorted(imported_modules(name, path, modules)):
+            theirs = layer_of(target, modules[target], modules)
+            if theirs not in ALLOWED[mine]:
+                found.append(f"{name} ({mine}) -> {target} ({theirs})")
+    return found
+
+
+def import_cycles(package: Path) -> list:
+    """The strongly connected components of more than one module (Tarjan), each sorted. An edge
+    from a module to a package that contains it (``from .. import x`` resolving to the package's
+    __init__) is kept: it runs that __init__, so it can close a cycle too."""
+    modules = package_modules(package)
+    graph = {n: sorted(imported_modules(n, p, modules)) for n, p in modules.items()}
+    index, low, stack, on_stack, components = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return components
+
+
+def test_no_module_imports_a_layer_above_or_beside_it():
+    assert layering_violations(PACKAGE) == []
+
+
+def test_no_import_cycles():
+    assert import_cycles(PACKAGE) == []
+
+
+def test_the_layering_checks_see_lazy_upward_edges_and_cycles(tmp_path):
+    """The two checks above fail on a planted upward import inside a function, on a planted
+    sideways import, and on a cycle hidden in a function; and accept an alias module."""
+    pkg = tmp_path / "resnet_backbone"
+    for rel, text in {
+        "__init__.py": "",
+        "core.py": "def f():\n    from .cli import tool\n",  # core -> application (a cycle too)
+        "classification/__init__.py": "",
+        "classification/engine.py": "from ..detection import heads\n",  # sideways
+        "detection/__init__.py": "",
+        "detection/heads.py": "from . import pyramid\n",
+        "detection/pyramid.py": "def f():\n    from .heads import x\n",  # lazy cycle
+        "cli/__init__.py": "",
+        "cli/tool.py": "from resnet_backbone.core import f\n",
+        "old_tool.py": "# moved-module alias\nimport sys\nfrom .cli import tool as _m\n",
+    }.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    assert layering_violations(pkg) == [
+        "resnet_backbone.classification.engine (classification) -> "
+        "resnet_backbone.detection.heads (detection)",
+        "resnet_backbone.core (core) -> resnet_backbone.cli.tool (application)"]
+    assert sorted(import_cycles(pkg)) == [
+        ["resnet_backbone.cli.tool", "resnet_backbone.core"],
+        ["resnet_backbone.detection.heads", "resnet_backbone.detection.pyramid"]]
 
 
 def run_python(code: str, cwd=REPO, env=None, timeout=600):

@@ -8,14 +8,18 @@ the way ``import tridentnet`` does in detectron2's projects. Configs need
 ``add_paper_resnet_config(cfg)`` first; ``configs/detection/`` holds the paper's Faster R-CNN
 recipes.
 """
-from .backbone import (PaperResNet, VGG16Backbone, build_paper_resnet,
-                       build_paper_resnet_fpn_backbone, build_vgg16_backbone)
-from .checkpoint import PaperDetectionCheckpointer
-from .config import add_paper_resnet_config, get_detection_cfg
-from .multiscale import PaperRCNN
-from .roi_heads import PaperRes5ROIHeads
-from .vgg import VGG16BoxHead
-from .voc_submission import VOCSubmissionWriter, register_voc_test_images
+from ..third_party import quiet_third_party_imports
+
+# detectron2's modules warn about their own torch.jit.script use when first imported.
+with quiet_third_party_imports():
+    from .backbone import (PaperResNet, VGG16Backbone, build_paper_resnet,
+                           build_paper_resnet_fpn_backbone, build_vgg16_backbone)
+    from .checkpoint import PaperDetectionCheckpointer
+    from .config import add_paper_resnet_config, get_detection_cfg
+    from .meta_arch import PaperRCNN
+    from .roi_heads import PaperRes5ROIHeads
+    from .vgg import VGG16BoxHead
+    from .voc_submission import VOCSubmissionWriter, register_voc_test_images
 
 __all__ = [
     "add_paper_resnet_config", "get_detection_cfg", "build_paper_resnet",

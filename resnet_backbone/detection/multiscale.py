@@ -6,9 +6,11 @@ following "Object Detection Networks on Convolutional Feature Maps" (Ren et al.)
 the layers after it run on the feature maps of these two scales, merged by maxout. It was done
 for the Fast R-CNN step only (not the RPN), and not in training.
 
-``PaperRCNN`` is detectron2's ``GeneralizedRCNN`` (same training, same weights) whose inference
-does that when ``MODEL.PAPER_IMPROVEMENTS.TEST_SCALES`` is set; ``ScalePyramid`` holds the
-feature maps and pools each RoI at its two scales. Our reading of the scale selection: the two
+This module holds the pyramid: ``build_scale_pyramid`` computes the feature maps and
+``ScalePyramid`` pools each RoI at its two scales. ``PaperRCNN`` (``.meta_arch``), detectron2's
+``GeneralizedRCNN`` with the same training and weights, builds it at inference when
+``MODEL.PAPER_IMPROVEMENTS.TEST_SCALES`` is set, and ``PaperRes5ROIHeads`` (``.roi_heads``)
+pools from it. Our reading of the scale selection: the two
 adjacent scales around the one at which the RoI would be SCALE_SELECTION_SIZE^2 pixels (SPPnet's
 rule, which [Ren et al.] extend to two scales); RoIs outside the pyramid's range take its two
 end scales. The pyramid is resized from the network's input image (as detectron2's
@@ -18,8 +20,6 @@ from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from detectron2.config import configurable
-from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Boxes, ImageList
 
 
@@ -102,49 +102,3 @@ def build_scale_pyramid(backbone, images: ImageList, feature_map: torch.Tensor, 
         maps.append(image_maps)
         factors.append(torch.tensor(image_factors, device=feature_map.device))
     return ScalePyramid(maps, factors, target_size)
-
-
-@META_ARCH_REGISTRY.register()
-class PaperRCNN(GeneralizedRCNN):
-    """``GeneralizedRCNN`` with the paper's multi-scale testing (``test_scales``, from
-    ``MODEL.PAPER_IMPROVEMENTS.TEST_SCALES``): proposals from the single-scale image, region
-    features from the image pyramid. Training, weights and single-scale inference are
-    ``GeneralizedRCNN``'s; the ROI heads must be ``PaperRes5ROIHeads``."""
-
-    @configurable
-    def __init__(self, *, test_scales: Sequence[int] = (), scale_selection_size: float = 224,
-                 **kwargs):
-        super().__init__(**kwargs)
-        from .roi_heads import PaperRes5ROIHeads
-        self.test_scales = check_test_scales(test_scales)
-        self.scale_selection_size = float(scale_selection_size)
-        if self.test_scales and not isinstance(self.roi_heads, PaperRes5ROIHeads):
-            raise ValueError("Multi-scale testing (MODEL.PAPER_IMPROVEMENTS.TEST_SCALES) needs "
-                             "MODEL.ROI_HEADS.NAME PaperRes5ROIHeads (the C4 head); got "
-                             f"{type(self.roi_heads).__name__}")
-
-    @classmethod
-    def from_config(cls, cfg):
-        ret = super().from_config(cfg)
-        improvements = cfg.MODEL.PAPER_IMPROVEMENTS
-        ret.update(test_scales=improvements.TEST_SCALES,
-                   scale_selection_size=improvements.SCALE_SELECTION_SIZE)
-        return ret
-
-    def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
-        if not self.test_scales or detected_instances is not None:
-            return super().inference(batched_inputs, detected_instances, do_postprocess)
-        assert not self.training
-        images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
-        if self.proposal_generator is not None:
-            proposals, _ = self.proposal_generator(images, features, None)
-        else:
-            proposals = [x["proposals"].to(self.device) for x in batched_inputs]
-        name = self.roi_heads.in_features[0]
-        pyramid = build_scale_pyramid(self.backbone, images, features[name], name,
-                                      self.test_scales, self.scale_selection_size)
-        results, _ = self.roi_heads(images, pyramid, proposals, None)
-        if do_postprocess:
-            return GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)
-        return results

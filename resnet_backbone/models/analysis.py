@@ -12,10 +12,13 @@ import math
 from typing import Any, Dict, List, Optional
 
 import torch
-from fvcore.nn import FlopCountAnalysis, parameter_count
 from torch import nn
 
+from ..third_party import quiet_third_party_imports
 from .registry import create_model
+
+with quiet_third_party_imports():
+    from fvcore.nn import FlopCountAnalysis, parameter_count
 
 #: Table 1, "FLOPs" row (x 1e9), for 224x224 inputs.
 TABLE1_PAPER_GFLOPS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}

@@ -1,0 +1,23 @@
+"""Scoped silencing of warnings that third-party packages raise about their own code.
+
+fvcore (``fvcore.nn``, FLOP counting) and detectron2 (``detectron2.layers`` / ``.modeling``)
+decorate functions with ``torch.jit.script`` when they are imported, and PyTorch >= 2.9 warns
+about it (a ``FutureWarning`` pointing into their code, not the user's). The package imports
+those modules inside ``quiet_third_party_imports()`` only, so the user's own warning filters
+stay untouched: nothing here changes process-wide state.
+"""
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
+
+#: The exact message PyTorch's ``torch.jit.script`` gives (torch >= 2.9); only this is silenced.
+JIT_SCRIPT_DEPRECATED = r"`torch.jit.script` is deprecated"
+
+
+@contextmanager
+def quiet_third_party_imports() -> Iterator[None]:
+    """Ignore ``JIT_SCRIPT_DEPRECATED`` (``FutureWarning``) inside the block, then restore the
+    caller's filters."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=JIT_SCRIPT_DEPRECATED, category=FutureWarning)
+        yield
