@@ -1,46 +1,17 @@
-"""The training data order of the classification trainer, a function of the seed alone, so that
-a resumed run (and any number of processes) sees exactly the batches of an uninterrupted one.
-
-The order of training samples is a function of (SEED, epoch) and each sample's augmentation a
-function of (SEED, epoch, position): a run resumed at iteration k starts its sampler at k (the
-consumed batches are skipped, not loaded).
+"""The classification trainer's samples: the training order is the core's ``SeededBatchSampler``
+(a function of (SEED, epoch); a run resumed at iteration k starts it at k), and each sample's
+augmentation a function of its seed (``AugmentedDataset``); a batch skips unreadable images
+(``collate_skipping``).
 """
 import torch
 from torch.utils.data import Dataset
 
-from ..seeding import derived_seed
+from ..data.sampler import SeededBatchSampler
 
 
-class TrainBatchSampler:
-    """Batches of (index, augmentation seed) for iterations ``start_iter .. max_iter - 1``.
-
-    Epoch e is ``randperm(n)`` from a generator seeded with (seed, e); global batch k of the epoch
-    is its slice [k*B, (k+1)*B) (the last partial batch is dropped), and process r of W takes the
-    r-th of W equal parts, so any number of processes sees the same global batches.
-    """
-
-    def __init__(self, num_samples: int, global_batch: int, *, seed: int, start_iter: int,
-                 max_iter: int, rank: int = 0, world_size: int = 1):
-        self.batches_per_epoch = num_samples // global_batch
-        if self.batches_per_epoch == 0:
-            raise ValueError(f"SOLVER.IMS_PER_BATCH ({global_batch}) is larger than the training "
-                             f"set ({num_samples} images)")
-        self.n, self.batch, self.seed = num_samples, global_batch, seed
-        self.start, self.stop, self.rank, self.world = start_iter, max_iter, rank, world_size
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def __iter__(self):
-        per = self.batch // self.world
-        perm, perm_epoch = None, -1
-        for it in range(self.start, self.stop):
-            epoch, k = divmod(it, self.batches_per_epoch)
-            if epoch != perm_epoch:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                perm, perm_epoch = torch.randperm(self.n, generator=g), epoch
-            lo = k * self.batch + self.rank * per
-            yield [(int(perm[p]), derived_seed(self.seed, epoch, p)) for p in range(lo, lo + per)]
+#: The classifier's name for the package's one training sampler (``SeededBatchSampler(num_samples,
+#: ...)``: one group, ``max_iter`` set).
+TrainBatchSampler = SeededBatchSampler
 
 
 class AugmentedDataset(Dataset):

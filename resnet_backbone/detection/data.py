@@ -6,63 +6,26 @@ detectron2's loader draws an endless stream (``TrainingSampler``), groups it by 
 buckets that fill as samples arrive, and augments with the workers' global RNGs; after a resume
 it starts that stream again from the beginning. Here instead:
 
-* epoch e is a permutation of the images seeded by (seed, e); its images are grouped by aspect
-  ratio (landscape or portrait, as detectron2's grouping) keeping their order, each group is cut
-  into global batches, and the batches run in the order of their first image;
-* process r of W takes the r-th of W equal parts of each global batch, so any number of
-  processes sees the same global batches;
+* the order is the core's ``SeededBatchSampler`` (``resnet_backbone.data.sampler``), one group
+  per aspect ratio (landscape or portrait, as detectron2's grouping): epoch e is a permutation
+  seeded by (seed, e), each group cut into global batches, process r of W taking the r-th of W
+  equal parts of each;
 * each sample is mapped (detectron2's ``DatasetMapper``: resize, flip) with numpy and Python
   RNGs seeded by (seed, epoch, position), in a worker or in the main process alike.
 """
 import random
-from collections import Counter
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.sampler import SeededBatchSampler
 from ..distributed import get_rank, get_world_size
-from ..seeding import derived_seed
 
 
-class GroupedBatchSampler:
-    """This process's share of the global batches, from iteration ``start_iter`` on (endless):
-    lists of (record index, augmentation seed)."""
-
-    def __init__(self, aspect_groups: Sequence[int], global_batch: int, *, seed: int,
-                 start_iter: int = 0, rank: int = 0, world_size: int = 1):
-        self.groups = list(aspect_groups)
-        self.batch, self.seed, self.start_iter = global_batch, seed, start_iter
-        self.rank, self.world = rank, world_size
-        counts = Counter(self.groups)
-        self.batches_per_epoch = sum(c // global_batch for c in counts.values())
-        if self.batches_per_epoch == 0:
-            raise ValueError(f"SOLVER.IMS_PER_BATCH ({global_batch}) is larger than every "
-                             f"aspect-ratio group of the training set ({dict(counts)} images)")
-
-    def epoch_batches(self, epoch: int) -> List[List[Tuple[int, int]]]:
-        """The global batches of an epoch, as (index, seed) lists."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.groups), generator=g).tolist()
-        batches = []
-        for group in sorted(set(self.groups)):
-            members = [(pos, i) for pos, i in enumerate(order) if self.groups[i] == group]
-            for b in range(len(members) // self.batch):
-                batches.append(members[b * self.batch:(b + 1) * self.batch])
-        batches.sort(key=lambda members: members[0][0])  # in the order of their first image
-        return [[(i, derived_seed(self.seed, epoch, pos)) for pos, i in members]
-                for members in batches]
-
-    def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
-        per = self.batch // self.world
-        epoch, cache, it = -1, [], self.start_iter
-        while True:
-            e, k = divmod(it, self.batches_per_epoch)
-            if e != epoch:
-                epoch, cache = e, self.epoch_batches(e)
-            yield cache[k][self.rank * per:(self.rank + 1) * per]
-            it += 1
+#: The detection name for the package's one training sampler, with one group per aspect ratio.
+GroupedBatchSampler = SeededBatchSampler
 
 
 class SeededMapping(Dataset):

@@ -227,7 +227,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(shapes, tmp_path):
     full = run(TRAIN_DET, *opts, "OUTPUT_DIR", tmp_path / "full", env=env)
     assert full.returncode == 0, full.stderr[-3000:]
     expected = _final_weights(tmp_path / "full")
-    for case, ready in (("during_write", lambda d: any(d.glob(".model_0000005.pth.*.tmp"))),
+    def writing_model_5(d: Path) -> bool:
+        return any(d.glob(".model_0000005.pth.*.tmp")) and not (d / "model_0000005.pth").exists()
+
+    for case, ready in (("during_write", writing_model_5),
                         ("between_checkpoints", lambda d: (d / "model_0000002.pth").exists())):
         out = tmp_path / case
         out.mkdir()
@@ -238,6 +241,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(shapes, tmp_path):
         while not ready(out) and proc.poll() is None:
             assert time.time() < deadline
             time.sleep(0.005)
+        proc.send_signal(signal.SIGSTOP)  # frozen: what is on disk now is what the kill leaves
+        if case == "during_write":  # the kill lands inside the write, not after it
+            assert writing_model_5(out), "the checkpoint write ended before the kill; not the case tested"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not (out / "model_final.pth").exists(), f"{case}: the run ended before the kill"
