@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# the workloads are defined by the tests themselves
-sys.path[:0] = [str(REPO / "tests" / "classification"), str(REPO / "tests" / "detection")]
+# the workloads are defined by the tests themselves (tests/: the helpers.py they import)
+sys.path[:0] = [str(REPO / "tests" / "cli"), str(REPO / "tests" / "detection"), str(REPO / "tests")]
 
 VARIANTS = {
     "default": {},
@@ -38,7 +38,7 @@ VARIANTS = {
 
 
 def cls_workload(seed: int, out: Path):
-    """tests/classification/test_train_cls.py: the shortened embedded demo of train_cls (top-1
+    """tests/cli/test_train_cls.py: the shortened embedded demo of train_cls (top-1
     error %, lower is better)."""
     from test_train_cls import EMBEDDED_SHORT, EMBEDDED_MAX_ERR
     cmd = [str(REPO / "tools" / "train_cls.py"), *EMBEDDED_SHORT, "SEED", str(seed), "OUTPUT_DIR", str(out)]

@@ -1,7 +1,19 @@
 """Helpers shared by tests of several layers (``import helpers``: tests/ is on sys.path through
 its conftest.py)."""
+import functools
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
 import torch
 from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def randomize_norms_(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -37,3 +49,90 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     paths at most 7.2e-7 (bound 1e-4); bf16 autocast 0.0035, the bf16 fast path 0.0054 (bound
     5e-2)."""
     return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+# --- running the tools -------------------------------------------------------------------------
+
+
+def run_tool(tool_or_script, *args, cwd=None, env=None, timeout=300, check=False, threads=1):
+    """``python <script> args...`` as a user runs it, in a subprocess: ``tool_or_script`` is a
+    tool's name (``"train_cls"``: ``tools/train_cls.py``) or the path of a script; ``args`` are
+    converted with ``str``; stdout and stderr are captured as text. ``OMP_NUM_THREADS`` is
+    ``threads`` (one thread is faster than two for small inputs on a shared machine); ``env`` is
+    merged into ``os.environ`` after it. With ``check``, asserts exit status 0, showing the end
+    of stderr. Returns the ``CompletedProcess``."""
+    path = Path(tool_or_script)
+    if path.suffix != ".py" and len(path.parts) == 1:
+        path = REPO / "tools" / f"{path}.py"
+    proc = subprocess.run([sys.executable, str(path), *map(str, args)], cwd=cwd,
+                          env={**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def tool_main(name):
+    """The tool's ``main`` (what ``tools/<name>.py`` and ``resnet-<name>`` run)."""
+    return importlib.import_module(f"resnet_backbone.cli.{name}").main
+
+
+#: The first bytes of a PNG file.
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# --- models and export -------------------------------------------------------------------------
+
+needs_onnx = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript")),
+    reason="the [onnx] extra (onnx, onnxruntime, onnxscript) is not installed")
+
+
+def script(model):
+    """``torch.jit.script(model)`` without torch's deprecation warning."""
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.10; users still script
+        warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+        return torch.jit.script(model)
+
+
+def blocks_of(model: nn.Module):
+    """The residual / plain blocks of a network, in order."""
+    from resnet_backbone.models.blocks import BasicBlock, BottleneckBlock
+    return [m for m in model.modules() if isinstance(m, (BasicBlock, BottleneckBlock))]
+
+
+@functools.lru_cache(maxsize=None)
+def analyze_model_tables():
+    """``analyze_model.py --table --json`` (Table 1 and Table 6), run once per session in this
+    process (about 20 s on 2 cores)."""
+    import contextlib
+    import io
+    import json
+
+    from resnet_backbone.cli import analyze_model
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert analyze_model.main(["--table", "--json"]) == 0
+    return json.loads(out.getvalue())
+
+
+# --- classification training -------------------------------------------------------------------
+
+#: A tiny classification run (synthetic data, ResNet-20): the trainer's tests and train_cls's.
+CLS_TINY = ["DATASETS.SYNTHETIC.NUM_TRAIN", 96, "DATASETS.SYNTHETIC.NUM_TEST", 16,
+            "SOLVER.IMS_PER_BATCH", 16, "SOLVER.STEPS", (3, 5), "DATALOADER.NUM_WORKERS", 0,
+            "PROGRESS_BAR", False, "LOG_PERIOD", 2, "TEST.EVAL_PERIOD", 4]
+
+
+def cls_cfg_with(out, *opts):
+    """The classification config of ``CLS_TINY`` writing to ``out``, with ``opts`` merged."""
+    from resnet_backbone.classification.config import get_cls_cfg
+    cfg = get_cls_cfg()
+    cfg.merge_from_list(CLS_TINY + ["OUTPUT_DIR", str(out)] + list(opts))
+    return cfg
+
+
+def final_err(folder: Path) -> float:
+    """The center-crop top-1 error of a finished train_cls run (its final_results.json)."""
+    import json
+    return json.loads((folder / "final_results.json").read_text())["val/center"]["top1_err"]

@@ -1,17 +1,13 @@
 """Model complexity against the paper: Table 1's FLOPs and Table 6's parameter counts, measured
-with fvcore, and the tables as tools/analyze_model.py prints them."""
-import contextlib
-import io
-import json
-
+with fvcore. (The tables as tools/analyze_model.py prints them: tests/cli/test_analyze_model.py.)"""
 import pytest
 from torch import nn
-
-from resnet_backbone.cli import analyze_model
 
 from resnet_backbone.models.analysis import (TABLE1_PAPER_GFLOPS, TABLE6_PAPER_PARAMS_M,
                                              count_flops, count_parameters, paper_round_params,
                                              paper_truncate, table6_rows)
+
+from helpers import analyze_model_tables
 
 
 def test_flops_are_multiply_adds():
@@ -29,11 +25,9 @@ def test_paper_prints_truncated_counts():
 
 @pytest.fixture(scope="module")
 def tables():
-    """``analyze_model.py --table --json``, run once in this process."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert analyze_model.main(["--table", "--json"]) == 0
-    return json.loads(out.getvalue())
+    """``analyze_model.py --table --json``, run once in this process (shared with
+    tests/cli/test_analyze_model.py)."""
+    return analyze_model_tables()
 
 
 def test_table1_flops(tables):
@@ -58,13 +52,6 @@ def test_table6_params(tables):
     for row in tables["table6"]:
         assert row["params_m_rounded"] == row["paper_params_m"] and row["matches_paper"], row
     assert table6_rows()[0]["params"] == tables["table6"][0]["params"]
-
-
-def test_analyze_model_tool_prints_the_tables(tables, capsys):
-    analyze_model.print_tables(tables["table1"], tables["table6"])
-    text = capsys.readouterr().out
-    assert "11.327" in text and "19,421,274" in text and "19.4M" in text
-    assert text.count("yes") == 11 and text.count("NO") == 3  # only the stride-in-3x3 rows
 
 
 def test_count_flops_keeps_training_mode():

@@ -1,11 +1,11 @@
-"""The norm layers the core owns (no detectron2): FrozenBN (detectron2's numerics, torchvision's
-state dict), the naive sync BN, and the norm names."""
+"""The layers the core owns (no detectron2): FrozenBN (detectron2's numerics, torchvision's
+state dict), the naive sync BN, the norm names, and option A's zero-padding shortcut."""
 import pytest
 import torch
 from torch import nn
 
 from resnet_backbone.models.layers import (NORMS, FrozenBatchNorm2d, NaiveSyncBatchNorm,
-                                           get_norm)
+                                           ZeroPadShortcut, get_norm)
 
 from helpers import randomize_norms_
 
@@ -44,3 +44,12 @@ def test_norm_names_are_detectron2s():
     assert get_norm("", 8) is None and isinstance(get_norm("GN", 64), nn.GroupNorm)
     with pytest.raises(ValueError, match="valid choices"):
         get_norm("LayerNorm", 8)
+
+
+@pytest.mark.usefixtures("one_thread")  # see conftest.py
+def test_option_a_shortcut_subsamples_and_pads_zeros():
+    x = torch.randn(2, 16, 8, 8)
+    out = ZeroPadShortcut(16, 32, stride=2)(x)
+    assert out.shape == (2, 32, 4, 4)
+    assert torch.equal(out[:, :16], x[:, :, ::2, ::2])
+    assert not out[:, 16:].any()

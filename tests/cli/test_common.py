@@ -1,22 +1,19 @@
-"""Both training tools refuse a malicious ``MODEL.WEIGHTS`` file (issue 8): run as a user would
-(a subprocess), each exits non-zero with a message naming the file and the offending global,
-without a traceback, and the payload never runs (its marker file is not written).
+"""What the tools share (``resnet_backbone.cli.common``). Both training tools refuse a malicious
+``MODEL.WEIGHTS`` file (issue 8): run as a user would (a subprocess), each exits non-zero with a
+message naming the file and the offending global, without a traceback (the common error
+convention), and the payload never runs (its marker file is not written).
 
-The loaders themselves are tested in ``test_checkpoint_safety.py``; this checks that
+The loaders themselves are tested with ``resnet_backbone.checkpoint``; this checks that
 ``tools/train_cls.py`` and ``tools/train_det.py`` (through ``PaperDetectionCheckpointer``) read
 weights only through them, for both a detectron2/MSRA-style ``.pkl`` and a ``torch.save`` ``.pth``.
 """
 import os
 import pickle
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-
+from helpers import REPO, run_tool
 
 
 def _cli_args(tool, shapes_coco):
@@ -63,11 +60,8 @@ def test_cli_refuses_malicious_weights(tmp_path, shapes_coco, tool, kind):
         pickle.load(f) if kind == "pkl" else torch.load(f, weights_only=False)
     assert marker.exists()
     marker.unlink()
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tools" / f"{tool}.py"), *_cli_args(tool, shapes_coco),
-         "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(tmp_path / "out")],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
-        env={**os.environ, "OMP_NUM_THREADS": "2"})
+    proc = run_tool(tool, *_cli_args(tool, shapes_coco), "MODEL.WEIGHTS", weights,
+                    "OUTPUT_DIR", tmp_path / "out", cwd=REPO, timeout=240, threads=2)
     assert proc.returncode != 0, proc.stdout[-2000:]
     last_line = proc.stderr.strip().splitlines()[-1]
     assert f"Refusing to load {weights}" in last_line and "posix.system" in last_line, \

@@ -1,6 +1,6 @@
 """Weight conversion: torchvision ResNet / VGG-16 and MSRA caffe2 weights give the same network
 in our names, round trips are exact, bad input is refused. (detectron2's side of it:
-tests/detection/test_detectron2_compat.py; the command line: tests/tools.)"""
+tests/detection/test_detectron2_compat.py; the command line: tests/cli/test_convert_weights.py.)"""
 import pickle
 
 import numpy as np

@@ -1,9 +1,5 @@
 """tools/convert_weights.py (resnet-convert-weights): as a user runs it, and in this process."""
 import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import torch
 import torchvision
@@ -12,15 +8,7 @@ from resnet_backbone import build_resnet, create_model
 from resnet_backbone.checkpoint import load_checkpoint_file
 from resnet_backbone.cli import convert_weights
 
-from helpers import randomize_norms_
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "convert_weights.py"
-
-
-def run_tool(*args, cwd):
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+from helpers import randomize_norms_, run_tool
 
 
 def test_convert_weights_tool(tmp_path, capsys):
@@ -28,7 +16,7 @@ def test_convert_weights_tool(tmp_path, capsys):
     caffe2 (.pkl); bad input: exit status 2 and a one-line error."""
     tv = randomize_norms_(torchvision.models.resnet18()).eval()
     torch.save({"model": tv.state_dict(), "epoch": torch.tensor(3)}, tmp_path / "tv.pth")
-    done = run_tool("tv.pth", "paper.pth", cwd=tmp_path)
+    done = run_tool("convert_weights", "tv.pth", "paper.pth", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "122 tensors (inside 'model'), format torchvision_resnet" in done.stdout
     ours = create_model("resnet18").eval()
@@ -53,7 +41,7 @@ def test_convert_weights_tool(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: --to caffe2 writes a .pkl")
 
     torch.save({"encoder.weight": torch.zeros(2)}, tmp_path / "other.pth")
-    bad = run_tool("--from", "torchvision", "other.pth", "out.pth", cwd=tmp_path)
+    bad = run_tool("convert_weights", "--from", "torchvision", "other.pth", "out.pth", cwd=tmp_path)
     assert bad.returncode == 2 and not (tmp_path / "out.pth").exists()
     lines = [line for line in bad.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: Unrecognised checkpoint format"), bad.stderr

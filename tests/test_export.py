@@ -1,21 +1,17 @@
-"""Classifier export (``resnet_backbone.export``, ``resnet-export-model``): ONNX in ONNX Runtime,
-TorchScript and ``torch.export`` programs match eager PyTorch within 1e-4 of the logits' range,
-for every ImageNet depth of Table 1, the plain nets, the CIFAR nets with option A and VGG-16,
-with a batch size other than the one exported."""
-import importlib.util
-
+"""Classifier export (``resnet_backbone.export``): ONNX in ONNX Runtime, TorchScript and
+``torch.export`` programs match eager PyTorch within 1e-4 of the logits' range, for every
+ImageNet depth of Table 1, the plain nets, the CIFAR nets with option A and VGG-16, with a batch
+size other than the one exported; synchronised BN, which does not script, made ``deployable``.
+(The command line, ``resnet-export-model``: tests/cli/test_export_model.py.)"""
 import pytest
 import torch
 
-from resnet_backbone import create_model
-from resnet_backbone.cli.export_model import main as export_model
-from resnet_backbone.export import FORMATS, export_classifier
+from resnet_backbone import build_resnet, create_model
+from resnet_backbone.export import FORMATS, deployable, export_classifier
 from resnet_backbone.models.blocks import BasicBlock, BottleneckBlock
 from resnet_backbone.models.layers import calibrate_bn_statistics, last_norm
 
-needs_onnx = pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript")),
-    reason="the [onnx] extra (onnx, onnxruntime, onnxscript) is not installed")
+from helpers import needs_onnx, randomize_norms_, script
 
 
 def calibrated(name: str, size: int):
@@ -54,37 +50,20 @@ def test_torchscript_and_torch_export_match_eager(fmt, tmp_path):
     assert report.method == {"torchscript": "script", "export": "torch.export"}[fmt]
 
 
-@needs_onnx
-def test_tool_exports_a_train_cls_checkpoint(tmp_path, capsys):
-    """The checkpoint records its network (here option-A ResNet-20): no model name needed."""
-    from resnet_backbone.classification.config import get_cls_cfg
-    from resnet_backbone.classification.engine import ClassificationTrainer
-    cfg = get_cls_cfg()
-    cfg.merge_from_list(["DATASETS.SYNTHETIC.NUM_TRAIN", 64, "DATASETS.SYNTHETIC.NUM_TEST", 16,
-                         "SOLVER.IMS_PER_BATCH", 16, "SOLVER.MAX_ITER", 3, "TEST.EVAL_PERIOD", 3,
-                         "DATALOADER.NUM_WORKERS", 0, "PROGRESS_BAR", False,
-                         "OUTPUT_DIR", str(tmp_path / "run")])
-    ClassificationTrainer(cfg).train()
-    weights = str(tmp_path / "run" / "model_final.pth")
-    assert export_model(["--weights", weights, "--format", "onnx", "torchscript",
-                         "--output-dir", str(tmp_path / "out")]) == 0
-    out = capsys.readouterr().out
-    assert out.count(": ok") == 2, out
-    assert (tmp_path / "out" / "cifar_resnet20.onnx").is_file()
-    assert (tmp_path / "out" / "cifar_resnet20.ts").is_file()
-
-
-def test_tool_user_errors_are_one_line(tmp_path, capsys):
-    assert export_model(["--model", "resnet51", "--output-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: Unknown model 'resnet51'") and "\n" not in err
-    assert export_model(["--model", "resnet18", "--weights", str(tmp_path / "none.pth"),
-                         "--output-dir", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
-
-
 def test_onnx_without_the_extra_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr("resnet_backbone.export.onnx_available", lambda: False)
     with pytest.raises(ValueError, match=r"pip install 'resnet_backbone\[onnx\]'"):
         export_classifier(create_model("cifar_resnet20"), str(tmp_path / "m.onnx"), "onnx",
                           input_size=32)
+
+
+@pytest.mark.parametrize("norm", ["SyncBN", "naiveSyncBN"])
+def test_synchronised_bn_is_the_documented_exception(norm, one_thread):
+    """Scripting fails on the layer itself (a torch.distributed call); ``deployable`` swaps it
+    for FrozenBN with the same statistics, which scripts and computes the same in eval mode."""
+    model = randomize_norms_(build_resnet(18, num_classes=10, norm=norm)).eval()
+    with pytest.raises(Exception):
+        script(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(script(deployable(model))(x), model(x))

@@ -1,32 +1,30 @@
 """tools/train_cls.py from the command line: the CIFAR-10 and ImageNet recipes on tiny data in
-the real formats, --eval-only, the embedded default (smaller), and the error paths."""
+the real formats, --eval-only, the embedded default (smaller), and the error paths; resume after
+SIGKILL with a truncated newest checkpoint, and a 2-process DDP run (gloo, CPU) against the
+single-process run with the same global batch."""
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from resnet_backbone.checkpoint import load_checkpoint_file
+from resnet_backbone.classification.engine import ClassificationTrainer
 from resnet_backbone.cli import train_cls
 from resnet_backbone.data.synthetic import make_synthetic, write_cifar10_batches, write_image_folder
+
+from helpers import CLS_TINY as TINY, assert_same_state, cls_cfg_with as cfg_with, run_tool
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "train_cls.py"
 CFG = REPO / "configs" / "classification"
 FAST = ["DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False", "LOG_PERIOD", "2"]
-
-
-def run_cli(*args, check=True):
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +43,10 @@ def imagenet_root(tmp_path_factory):
 
 def test_cifar_recipe_cli(cifar_root, tmp_path):
     out = tmp_path / "c10"
-    run_cli("--config-file", CFG / "cifar10" / "resnet110.yaml", "MODEL.NAME", "cifar_resnet20",
-            "DATASETS.ROOT", cifar_root, "SOLVER.IMS_PER_BATCH", 16, "SOLVER.MAX_ITER", 4,
-            "SOLVER.STEPS", "(2, 3)", "SOLVER.WARMUP_WINDOW", 2, "SOLVER.CHECKPOINT_PERIOD", 2,
-            "TEST.EVAL_PERIOD", 2, "OUTPUT_DIR", out, *FAST)
+    run_tool(TOOL, "--config-file", CFG / "cifar10" / "resnet110.yaml", "MODEL.NAME", "cifar_resnet20",
+             "DATASETS.ROOT", cifar_root, "SOLVER.IMS_PER_BATCH", 16, "SOLVER.MAX_ITER", 4,
+             "SOLVER.STEPS", "(2, 3)", "SOLVER.WARMUP_WINDOW", 2, "SOLVER.CHECKPOINT_PERIOD", 2,
+             "TEST.EVAL_PERIOD", 2, "OUTPUT_DIR", out, *FAST, cwd=REPO, threads=2, check=True)
     rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     train = [r for r in rows if "train_err" in r]
     assert [r["iteration"] for r in train] == [2, 4] and train[0]["lr"] == 0.01  # warm-up lr
@@ -74,12 +72,13 @@ def test_imagenet_recipe_cli_and_eval_only(imagenet_root, tmp_path):
     tiny = ["DATASETS.ROOT", imagenet_root, "MODEL.NUM_CLASSES", 3, "INPUT.TRAIN_SCALE", "[36, 48]",
             "INPUT.CROP_SIZE", 32, "TEST.RESIZE", 36, "TEST.CROP_SIZE", 32, "TEST.SCALES", "[32, 40]",
             "SOLVER.IMS_PER_BATCH", 4, "TEST.IMS_PER_BATCH", 3, "OUTPUT_DIR", out, *FAST]
-    run_cli("--config-file", CFG / "imagenet" / "resnet18.yaml", "SOLVER.MAX_ITER", 2,
-            "TEST.EVAL_PERIOD", 2, "TEST.FINAL_MODES", "['center']", *tiny)
+    run_tool(TOOL, "--config-file", CFG / "imagenet" / "resnet18.yaml", "SOLVER.MAX_ITER", 2,
+             "TEST.EVAL_PERIOD", 2, "TEST.FINAL_MODES", "['center']", *tiny,
+             cwd=REPO, threads=2, check=True)
     ckpt = load_checkpoint_file(out / "model_final.pth")
     assert ckpt["pixel_mean"].shape == (3, 32, 32)  # per-pixel mean image at the crop size
-    proc = run_cli("--config-file", CFG / "imagenet" / "resnet18.yaml", "--eval-only",
-                   "MODEL.WEIGHTS", out / "model_final.pth", *tiny)
+    proc = run_tool(TOOL, "--config-file", CFG / "imagenet" / "resnet18.yaml", "--eval-only",
+                    "MODEL.WEIGHTS", out / "model_final.pth", *tiny, cwd=REPO, threads=2, check=True)
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results) == {"val/center", "val/ten_crop", "val/multi_scale"}
     assert all(r["count"] == 6 for r in results.values())
@@ -99,7 +98,7 @@ EMBEDDED_MAX_ERR = 30.0
 
 def test_embedded_default_learns_the_synthetic_data(tmp_path):
     out = tmp_path / "demo"
-    proc = run_cli(*EMBEDDED_SHORT, "OUTPUT_DIR", out)
+    proc = run_tool(TOOL, *EMBEDDED_SHORT, "OUTPUT_DIR", out, cwd=REPO, threads=2, check=True)
     err = json.loads((out / "final_results.json").read_text())["val/center"]["top1_err"]
     assert err < EMBEDDED_MAX_ERR, f"top-1 error {err}% (measured 0.0 to 4.0 %; chance 90 %)"
     assert f"outputs in {out.resolve()}" in proc.stdout
@@ -166,3 +165,50 @@ def test_checkpoint_shape_mismatch_is_listed(capsys, tmp_path):
                               "DATASETS.SYNTHETIC.NUM_CLASSES", 5, "DATASETS.SYNTHETIC.NUM_TRAIN", 20,
                               "DATASETS.SYNTHETIC.NUM_TEST", 10, "OUTPUT_DIR", tmp_path, *FAST)
     assert rc == 2 and re.search(r"linear.weight\s*\|\s*5x64\s*\|\s*10x64", err), err
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    opts = TINY + ["SOLVER.MAX_ITER", 15, "SOLVER.CHECKPOINT_PERIOD", 3, "SOLVER.KEEP_LAST", 10,
+                   "TEST.EVAL_PERIOD", 15, "DATALOADER.NUM_WORKERS", 1]
+    run_tool(TOOL, *opts, "OUTPUT_DIR", tmp_path / "full", threads=2, timeout=300, check=True)
+    proc = subprocess.Popen([sys.executable, str(TOOL), *map(str, opts), "OUTPUT_DIR", str(tmp_path / "killed")],
+                            env={**os.environ, "OMP_NUM_THREADS": "2"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (tmp_path / "killed" / "model_0000005.pth").exists() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model_final.pth").exists(), "the run ended before the kill"
+    newest = sorted((tmp_path / "killed").glob("model_00*.pth"))[-1]
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 3])  # as if the disk lost the end of it, after
+    (tmp_path / "killed" / "last_checkpoint").write_text(newest.name)  # it was tagged
+    done = run_tool(TOOL, "--resume", *opts, "OUTPUT_DIR", tmp_path / "killed", threads=2,
+                    timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Skipping incomplete checkpoint for resume: {newest}" in done.stderr
+    assert "resuming from" in done.stderr
+    assert_same_state(load_checkpoint_file(tmp_path / "full" / "model_final.pth")["model"],
+                      load_checkpoint_file(tmp_path / "killed" / "model_final.pth")["model"])
+
+
+def test_two_process_ddp_matches_single_process(tmp_path):
+    """Same global batch 16: one process of 16, or two of 8 (gloo). Batch statistics would differ
+    per process with plain BN, so both runs use naiveSyncBN, which normalises with the statistics
+    of the whole global batch and tracks their unbiased variance (and is plain BN in a single
+    process). Every parameter and BN statistic must agree to float round-off."""
+    opts = ["SOLVER.MAX_ITER", 4, "MODEL.NORM", "naiveSyncBN", *TINY]
+    outs = {}
+    for n in (1, 2):
+        done = run_tool(TOOL, "--num-gpus", n, *opts, "OUTPUT_DIR", tmp_path / f"p{n}", threads=1,
+                        timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outs[n] = load_checkpoint_file(tmp_path / f"p{n}" / "model_final.pth")["model"]
+    params = dict(ClassificationTrainer(cfg_with(tmp_path / "x", "MODEL.NORM", "BN")).model.named_parameters())
+    assert outs[1].keys() == outs[2].keys()
+    for name in outs[1]:
+        assert torch.allclose(outs[1][name], outs[2][name], rtol=1e-4, atol=1e-5), name
+    changed = sum(not torch.equal(outs[1][name], params[name].detach()) for name in params)
+    assert changed > len(params) // 2  # training did move the weights
