@@ -2,7 +2,7 @@
 (a subprocess), each exits non-zero with a message naming the file and the offending global,
 without a traceback, and the payload never runs (its marker file is not written).
 
-The loaders themselves are tested in ``test_checkpoint_safety.py``; this checks that
+The loaders themselves are tested in ``tests/checkpoint/``; this checks that
 ``tools/train_cls.py`` and ``tools/train_det.py`` (through ``PaperDetectionCheckpointer``) read
 weights only through them, for both a detectron2/MSRA-style ``.pkl`` and a ``torch.save`` ``.pth``.
 """
