@@ -3,7 +3,7 @@
 message naming the file and the offending global, without a traceback (the common error
 convention), and the payload never runs (its marker file is not written).
 
-The loaders themselves are tested with ``resnet_backbone.checkpoint``; this checks that
+The loaders themselves are tested in ``tests/checkpoint/``; this checks that
 ``tools/train_cls.py`` and ``tools/train_det.py`` (through ``PaperDetectionCheckpointer``) read
 weights only through them, for both a detectron2/MSRA-style ``.pkl`` and a ``torch.save`` ``.pth``.
 """
