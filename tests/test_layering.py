@@ -1,9 +1,13 @@
-"""The dependency rule: only ``resnet_backbone.detection`` (and the two detection tools) import
-detectron2. With detectron2 blocked, every other module imports, and every classifier is created,
-trained one step, converted and saved; and ``pip install .`` (not editable) ships a package whose
-classification trainer and configs work without detectron2."""
+"""The dependency rule: the core imports nothing above it, ``classification`` and ``detection``
+import only the core (never each other), the application layer (``cli``, ``benchmarks``) may
+import anything; only ``resnet_backbone.detection`` (and the detection tools and benchmark rows)
+import detectron2. With detectron2 blocked, every other module imports, and every classifier is
+created, trained one step, converted and saved; and ``pip install .`` (not editable) ships a
+package whose classification trainer and configs work without detectron2."""
 import ast
+import importlib
 import importlib.metadata
+import importlib.util
 import os
 import subprocess
 import sys
@@ -12,9 +16,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "resnet_backbone"
-#: The modules that may import detectron2: the plugin and the tools built on it.
+#: The modules that may import detectron2: the plugin and the tools and benchmark rows built on it.
 DETECTRON2_MODULES = ("resnet_backbone.detection", "resnet_backbone.cli.train_det",
-                      "resnet_backbone.cli.visualize_det")
+                      "resnet_backbone.cli.visualize_det", "resnet_backbone.benchmarks.detection")
+#: The layers above the core (first part of the module name after ``resnet_backbone``).
+LAYERS = {"classification": "classification", "detection": "detection", "cli": "application",
+          "benchmarks": "application"}
+#: What each layer may import besides itself.
+ALLOWED = {"core": {"core"}, "classification": {"core"}, "detection": {"core"},
+           "application": {"core", "classification", "detection"}}
+#: The first comment of a module left at an old path that only re-binds the moved module.
+ALIAS_MARKER = "# moved-module alias"
 BLOCK_DETECTRON2 = "import sys; sys.modules['detectron2'] = None  # import detectron2 -> ImportError"
 
 
@@ -34,6 +46,68 @@ def run_python(code: str, cwd=REPO, env=None, timeout=600):
                           env={**os.environ, "OMP_NUM_THREADS": "2", **(env or {})})
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return LAYERS.get(parts[1], "core") if len(parts) > 1 else "core"
+
+
+def imported_modules(path: Path):
+    """(line, absolute module name) of every ``resnet_backbone`` import of the file, those inside
+    functions included; ``from . import x`` counts as importing ``package.x``."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, a.name) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            if node.module is None:
+                yield from ((node.lineno, f"{module}.{a.name}") for a in node.names)
+            else:
+                yield node.lineno, module
+
+
+def is_alias(path: Path) -> bool:
+    return ALIAS_MARKER in path.read_text().splitlines()
+
+
+def test_layers_import_only_downwards():
+    """core <- classification, detection (not each other) <- cli, benchmarks; the modules left at
+    old paths (``# moved-module alias``) are skipped: they only re-bind the moved module."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if is_alias(path):
+            continue
+        own = layer(module_name(path))
+        for line, target in imported_modules(path):
+            if target.split(".")[0] != "resnet_backbone":
+                continue
+            other = layer(target)
+            if other != own and other not in ALLOWED[own]:
+                offenders.append(f"{path.relative_to(REPO)}:{line} ({own}) imports {target} ({other})")
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_moved_module_aliases_are_the_moved_modules():
+    """Each alias is its whole body (docstring, marker, re-binding) and, once imported, is the
+    moved module itself (names and monkeypatching reach the real one)."""
+    aliases = sorted(p for p in PACKAGE.rglob("*.py") if is_alias(p))
+    assert len(aliases) == 5, aliases
+    for path in aliases:
+        body = ast.parse(path.read_text()).body
+        assert len(body) == 4 and isinstance(body[0], ast.Expr), path  # docstring + 3 lines
+        moved = body[2]
+        assert isinstance(moved, ast.ImportFrom) and moved.names[0].asname == "_moved", path
+        target = f"{moved.module}.{moved.names[0].name}"
+        if target.startswith(DETECTRON2_MODULES) and importlib.util.find_spec("detectron2") is None:
+            continue
+        assert importlib.import_module(module_name(path)) is importlib.import_module(target)
 
 
 def test_only_the_detection_layer_names_detectron2():
