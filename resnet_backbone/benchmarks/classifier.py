@@ -7,6 +7,7 @@ from typing import Dict, List
 import torch
 import torchvision
 
+from ..fast import optimize_for_inference
 from ..models import build_resnet
 from .harness import Bench, fast_model, infer_fn, timing_rows
 
