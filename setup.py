@@ -1,8 +1,8 @@
 """resnet_backbone: the networks of "Deep Residual Learning for Image Recognition" (He et al.,
 CVPR 2016) as PyTorch classifiers and Detectron2 backbones.
 
-Three layers (README, "Repository layout"): the core (networks, weights, checkpoints, fast paths,
-benchmarks) needs torch, torchvision and fvcore only; ``[classification]`` adds what
+Three layers (README, "Repository layout"): the core (networks, weights, checkpoints, fast paths)
+and the benchmarks need torch, torchvision and fvcore only; ``[classification]`` adds what
 ``resnet-train-cls`` needs; the detection layer (``resnet_backbone.detection``,
 ``resnet-train-det``) needs detectron2, which is not on PyPI: install it from source or with
 ``scripts/install_detectron2.py``, then the ``[detection]`` extra.

@@ -9,7 +9,7 @@ import torch
 from resnet_backbone import build_resnet, create_model
 from resnet_backbone.export import FORMATS, deployable, export_classifier
 from resnet_backbone.models.blocks import BasicBlock, BottleneckBlock
-from resnet_backbone.models.layers import calibrate_bn_statistics, last_norm
+from resnet_backbone.models.layers import init_bn_statistics_from_data, last_norm
 
 from helpers import needs_onnx, randomize_norms_, script
 
@@ -22,7 +22,7 @@ def calibrated(name: str, size: int):
     4e-4 of its logits' range between memory formats, and ONNX Runtime by as much."""
     model = create_model(name).eval()
     x = torch.randn(8, 3, size, size, generator=torch.Generator().manual_seed(1))
-    calibrate_bn_statistics(model, lambda: model(x))
+    init_bn_statistics_from_data(model, lambda: model(x))
     for block in model.modules():
         if isinstance(block, (BasicBlock, BottleneckBlock)) and block.residual:
             last_norm(block).weight.data.mul_(0.2)

@@ -7,12 +7,14 @@ core and not each other; the application layer (``cli/``, ``benchmarks/``) may i
 No module takes part in an import cycle. A module whose first comment is ``# moved-module alias``
 only re-exports a module that moved; it belongs to its target's layer.
 
-Only ``resnet_backbone.detection`` (and the two detection tools) import
+Only ``resnet_backbone.detection`` (and the detection tools and benchmark rows) import
 detectron2. With detectron2 blocked, every other module imports, and every classifier is created,
 trained one step, converted and saved; and ``pip install .`` (not editable) ships a package whose
 classification trainer and configs work without detectron2."""
 import ast
+import importlib
 import importlib.metadata
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,9 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "resnet_backbone"
-#: The modules that may import detectron2: the plugin and the tools built on it.
+#: The modules that may import detectron2: the plugin and the tools and benchmark rows built on it.
 DETECTRON2_MODULES = ("resnet_backbone.detection", "resnet_backbone.cli.train_det",
-                      "resnet_backbone.cli.visualize_det")
+                      "resnet_backbone.cli.visualize_det", "resnet_backbone.benchmarks.detection")
 BLOCK_DETECTRON2 = "import sys; sys.modules['detectron2'] = None  # import detectron2 -> ImportError"
 
 
@@ -142,6 +144,26 @@ def test_no_module_imports_a_layer_above_or_beside_it():
 
 def test_no_import_cycles():
     assert import_cycles(PACKAGE) == []
+
+
+def is_alias(path: Path) -> bool:
+    return ALIAS_MARKER in path.read_text().splitlines()
+
+
+def test_moved_module_aliases_are_the_moved_modules():
+    """Each alias is its whole body (docstring, marker, re-binding) and, once imported, is the
+    moved module itself (names and monkeypatching reach the real one)."""
+    aliases = sorted(p for p in PACKAGE.rglob("*.py") if is_alias(p))
+    assert len(aliases) == 5, aliases
+    for path in aliases:
+        body = ast.parse(path.read_text()).body
+        assert len(body) == 4 and isinstance(body[0], ast.Expr), path  # docstring + 3 lines
+        moved = body[2]
+        assert isinstance(moved, ast.ImportFrom) and moved.names[0].asname == "_moved", path
+        target = f"{moved.module}.{moved.names[0].name}"
+        if target.startswith(DETECTRON2_MODULES) and importlib.util.find_spec("detectron2") is None:
+            continue
+        assert importlib.import_module(module_name(path)) is importlib.import_module(target)
 
 
 def test_the_layering_checks_see_lazy_upward_edges_and_cycles(tmp_path):

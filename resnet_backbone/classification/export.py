@@ -1,61 +1,8 @@
-"""A trained classifier of ``tools/train_cls.py`` -> a backbone checkpoint for ``tools/train_det.py``
-(``export_backbone``), or the classifier itself rebuilt for deployment (``classifier_from_checkpoint``,
-which ``resnet-export-model`` writes to ONNX / TorchScript / ``torch.export``).
-
-Our parameter names already are detectron2's ResNet names (``stem.conv1.*``, ``res2.0.conv1.*``),
-so the export drops the classifier (``linear.*``) and writes ``{"model": state_dict,
-"matching_heuristics": True, "meta": {...}}``: detectron2's checkpointer then matches ``res5.*``
-to ``backbone.res5.*`` / ``roi_heads.res5.*`` by suffix. ``meta`` records what the detector must
-use (``resnet_backbone.detection`` applies it): the depth, shortcut option, stride placement,
-norm, input format and the RGB pixel mean and std (0..255), and how many batches the BN
-statistics saw (a short pre-training gives statistics that FrozenBN fine-tuning cannot use).
-"""
-from typing import Dict, Mapping, Optional, Tuple
-
-from fvcore.common.config import CfgNode as CN
-from torch import nn
-
-from ..checkpoint import (load_checkpoint_file, load_state_dict_checked, save_checkpoint_atomic,
-                          state_dict_from_checkpoint)
-from ..models import model_spec
-from .config import cfg_from_checkpoint
-from .engine import build_model
-
-
-def backbone_meta(state: Mapping) -> Dict:
-    """What a checkpoint of ``tools/train_cls.py`` (with its ``cfg`` and ``pixel_mean``) says
-    about the backbone in it."""
-    cfg = cfg_from_checkpoint(state)
-    spec = model_spec(cfg.MODEL.NAME)
-    if spec.family != "resnet":
-        raise ValueError(f"{spec.name} is not a ResNet/plain net; only those export as backbones")
-    counters = [int(v) for k, v in state["model"].items() if k.endswith("num_batches_tracked")]
-    return {"model_name": spec.name, "depth": spec.depth, "cifar": spec.cifar,
-            "residual": spec.residual, "shortcut": cfg.MODEL.SHORTCUT or spec.default_shortcut,
-            "stride_in_1x1": bool(cfg.MODEL.STRIDE_IN_1X1), "norm": cfg.MODEL.NORM,
-            "input_format": "RGB", "pixel_mean": state["pixel_mean"].float().mean((1, 2)).tolist(),
-            "pixel_std": list(cfg.INPUT.PIXEL_STD),
-            "bn_batches": min(counters) if counters else None}
-
-
-def export_backbone(weights: str, out: str) -> Dict:
-    """Write the backbone of the classifier checkpoint ``weights`` to ``out``; returns ``meta``."""
-    state = load_checkpoint_file(weights)
-    meta = backbone_meta(state)
-    sd = {k: v for k, v in state["model"].items() if not k.startswith("linear.")}
-    save_checkpoint_atomic({"model": sd, "matching_heuristics": True,
-                            "__author__": "resnet_backbone", "meta": meta}, out)
-    return meta
-
-
-def classifier_from_checkpoint(weights: str, state: Optional[Mapping] = None
-                               ) -> Tuple[nn.Module, CN]:
-    """The trained network of a ``tools/train_cls.py`` checkpoint (built from the config it
-    records, every weight loaded strictly), in eval mode, and that config. ``state``: the file
-    already loaded. The model takes the mean-subtracted (``INPUT.MEAN``) input the trainer fed
-    it, at ``trained_image_size(cfg)``."""
-    state = load_checkpoint_file(weights) if state is None else state
-    cfg = cfg_from_checkpoint(state)
-    model = build_model(cfg)
-    load_state_dict_checked(model, state_dict_from_checkpoint(state, weights)[0], source=weights)
-    return model.eval(), cfg
+"""Moved to ``resnet_backbone.classification.backbone_export`` (the weight export: classifier
+-> backbone checkpoint, the classifier rebuilt from a checkpoint; ``backbone_meta`` itself lives
+in ``resnet_backbone.checkpoint_meta``). This alias keeps the old path importing: it is the moved
+module itself (``sys.modules``), so its names and monkeypatching reach the real module."""
+# moved-module alias
+import sys
+from resnet_backbone.classification import backbone_export as _moved
+sys.modules[__name__] = _moved

@@ -23,7 +23,7 @@ Rows (``--rows``, comma-separated; default all but serve and augmentation):
               export passed the parity check. Weights: --weights (a tools/train_cls.py
               checkpoint), by default a network trained for a few steps on synthetic data in
               the run (random weights make agreement meaningless); the detector is untrained
-              with FrozenBN calibrated on the image. See resnet_backbone/benchmark_serving.py.
+              with FrozenBN calibrated on the image. See resnet_backbone/benchmarks/serving.py.
   augmentation  images/s one CPU core prepares for ImageNet training, on the same 32 JPEGs of
               500x375: the paper's augmentation as defined (resize, crop, float), ours (crop
               first, reduced JPEG decoding, uint8 out) and torchvision's RandomResizedCrop,
@@ -52,14 +52,13 @@ import time
 
 import torch
 
-from .. import benchmark as core
-from .. import benchmark_serving as serving
+from ..benchmarks import classifier, harness, serving
 from ..fast import DTYPES, supports_dtype
 from .common import run_tool
 
-#: Every row, in the order they run; ``--rows`` defaults to ``core.ROWS`` (not ``serve`` nor
+#: Every row, in the order they run; ``--rows`` defaults to ``harness.ROWS`` (not ``serve`` nor
 #: ``augmentation``: the ImageNet training augmentation on one core, classification layer).
-ROWS = core.ROWS + (serving.ROW, "augmentation")
+ROWS = harness.ROWS + (serving.ROW, "augmentation")
 DETECTRON2_ROWS = ("backbone", "detector")
 
 #: The serve row's grid (both grids): classifier depth, sizes and image sets, the default
@@ -88,7 +87,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--channels-last", default="off", choices=["on", "off"],
                    help="run every model (ours and peers) channels-last")
     p.add_argument("--compile", action="store_true", help="torch.compile every model")
-    p.add_argument("--rows", default=",".join(core.ROWS),
+    p.add_argument("--rows", default=",".join(harness.ROWS),
                    help=f"comma-separated subset of {ROWS} (default: all but serve and augmentation)")
     p.add_argument("--full", action="store_true", help="the whole grid (long); default: quick")
     p.add_argument("--depths", type=int, nargs="+",
@@ -154,15 +153,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def detection_rows():
     """The detectron2 module of the benchmark, or a clear error if detectron2 is missing."""
     try:
-        from ..detection import benchmark
+        from ..benchmarks import detection
     except ImportError as e:
         raise ValueError(f"the {', '.join(DETECTRON2_ROWS)} rows compare with detectron2's "
                          f"builtin models and need detectron2 ({e}); install it (README) or use "
                          "--rows classifier,memory,scaling") from None
-    return benchmark
+    return detection
 
 
-def serve_rows(bench: core.Bench, grid, weights=None) -> list:
+def serve_rows(bench: harness.Bench, grid, weights=None) -> list:
     """The classifier part of the serve row, then its detector part (skipped, with the reason,
     without detectron2)."""
     results = serving.serve_classifier_rows(bench, grid, weights)
@@ -174,37 +173,37 @@ def serve_rows(bench: core.Bench, grid, weights=None) -> list:
     return results + module.serve_detector_rows(bench, grid)
 
 
-def run_row(row: str, bench: core.Bench, grid, weights=None) -> list:
+def run_row(row: str, bench: harness.Bench, grid, weights=None) -> list:
     if row == serving.ROW:
         return serve_rows(bench, grid, weights)
     if row == "augmentation":
-        from ..classification.augmentation_benchmark import augmentation_rows
+        from ..benchmarks.augmentation import augmentation_rows  # imports classification
         return augmentation_rows(repeats=max(grid["repeats"], 3))
     if row == "classifier":
-        return core.classifier_row(bench, grid)
+        return classifier.classifier_row(bench, grid)
     if row == "scaling":
-        return core.scaling_row(bench, grid)
+        return classifier.scaling_row(bench, grid)
     if row == "memory":
-        results = core.classifier_memory_rows(bench, grid)
+        results = classifier.classifier_memory_rows(bench, grid)
         try:
             results += detection_rows().backbone_memory_rows(bench, grid)
         except ValueError as e:
             print(f"[memory] C4 backbone rows skipped: {e}", file=sys.stderr)
-        core.add_memory_ratios(results)
+        classifier.add_memory_ratios(results)
         return results
     return getattr(detection_rows(), f"{row}_row")(bench, grid)
 
 
 def benchmark(args) -> dict:
     if args.render:
-        report = core.render(args.render)
+        report = harness.render(args.render)
         serving.print_table(report["results"], tablefmt="github")
         return report
     if args.threads:
         torch.set_num_threads(args.threads)
     if set(args.rows) & set(DETECTRON2_ROWS):
         detection_rows()  # fail before any timing if detectron2 is missing
-    bench = core.Bench(args)
+    bench = harness.Bench(args)
     start = time.time()
     results = []
     for row in args.rows:
@@ -213,14 +212,14 @@ def benchmark(args) -> dict:
         print(f"[{row}] done in {time.time() - row_start:.1f} s", file=sys.stderr, flush=True)
     report = dict(command=" ".join([os.path.basename(sys.executable), *sys.argv]),
                   date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                  machine=core.machine(), device=args.device, dtype=args.dtype,
+                  machine=harness.machine(), device=args.device, dtype=args.dtype,
                   channels_last=args.channels_last, compile=args.compile,
                   grid=args.grid, seconds=time.time() - start, results=results)
-    core.print_table(results)
+    harness.print_table(results)
     serving.print_table(results)
     print(f"\ntotal {report['seconds']:.1f} s; ratio = peer time / our time (> 1: ours faster)")
     if args.json:
-        core.save_report(report, args.json)
+        harness.save_report(report, args.json)
         print(f"wrote {args.json}")
     return report
 

@@ -1,5 +1,5 @@
 """A trained classifier of ``tools/train_cls.py`` -> a backbone checkpoint for ``tools/train_det.py``
-(``resnet_backbone.classification.export``: the ResNet weights without the classifier, and the
+(``resnet_backbone.classification.backbone_export``: the ResNet weights without the classifier, and the
 architecture and pixel statistics the detector must use).
 
     resnet-export-backbone output/imagenet/resnet50/model_final.pth R-50-ours.pth
@@ -10,7 +10,7 @@ status 2.
 import argparse
 import sys
 
-from ..classification.export import export_backbone
+from ..classification.backbone_export import export_backbone
 from .common import run_tool
 
 

@@ -76,7 +76,7 @@ def build_classifier(args: argparse.Namespace) -> Tuple[nn.Module, str, int]:
     from ..models import create_model, model_spec
     if args.weights and not args.name:
         from ..classification.config import trained_image_size
-        from ..classification.export import classifier_from_checkpoint
+        from ..classification.backbone_export import classifier_from_checkpoint
         model, cfg = classifier_from_checkpoint(args.weights)
         return model, cfg.MODEL.NAME, trained_image_size(cfg)
     spec = model_spec(args.name)

@@ -17,6 +17,7 @@
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoint import CheckpointError, group_keys, load_checkpoint_file
+from ..checkpoint_meta import backbone_meta
 
 #: Backbone weights of a detector: the backbone and, in the C4 design, the res5 head.
 BACKBONE_PREFIXES = ("backbone.", "roi_heads.res5.")
@@ -40,7 +41,6 @@ def weights_meta(path: str) -> Optional[Dict]:
     if isinstance(state.get("meta"), dict):
         return state["meta"]
     if "cfg" in state and "pixel_mean" in state:
-        from ..classification.export import backbone_meta
         return backbone_meta(state)
     return None
 

@@ -63,12 +63,17 @@ class FrozenBatchNorm2d(torchvision.ops.FrozenBatchNorm2d):
         return module
 
 
-def calibrate_bn_statistics(model: nn.Module, forward: Callable[[], object]) -> nn.Module:
-    """Data-dependent statistics for every BN and FrozenBN of an untrained ``model``: each
-    layer's running mean and variance become those of its own input while ``forward()`` runs
-    once (in network order, so each layer sees already normalised inputs, as in LSUV
+def init_bn_statistics_from_data(model: nn.Module, forward: Callable[[], object]) -> nn.Module:
+    """Data-dependent *initial* statistics for every BN and FrozenBN of an untrained ``model``:
+    each layer's running mean and variance become those of its own input while ``forward()``
+    runs once (in network order, so each layer sees already normalised inputs, as in LSUV
     initialisation). Call it in eval mode (BN in training mode normalises with the batch's
     statistics and updates its running ones itself).
+
+    Not ``torch.optim.swa_utils.update_bn``, which re-estimates the BN statistics of a network
+    as the average over batches of train-mode passes (the serve benchmark uses it): that leaves
+    FrozenBN untouched and normalises with batch statistics while it runs, whereas this sets the
+    statistics (FrozenBN's included) from one eval-mode pass, each layer from its own input.
 
     For timing and export checks of untrained networks, which otherwise normalise nothing: a
     new layer's statistics are the identity, activations grow through the stages (logits of

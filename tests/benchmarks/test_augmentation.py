@@ -1,6 +1,6 @@
 """The augmentation rows of ``tools/benchmark.py`` run on real JPEG files and report every
 pipeline (the speed figures themselves are in BENCHMARKS.md, measured on an idle machine)."""
-from resnet_backbone.classification.augmentation_benchmark import augmentation_rows
+from resnet_backbone.benchmarks.augmentation import augmentation_rows
 
 
 def test_augmentation_rows_time_every_pipeline():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from resnet_backbone import benchmark_serving as serving
+from resnet_backbone.benchmarks import harness, serving
 from resnet_backbone.cli import benchmark as cli
 
 RUNTIMES = ["torchvision eager", "ours eager", "ours fast", "ONNX Runtime fp32",
@@ -43,7 +43,10 @@ def test_serve_row_tiny_grid(tmp_path, capsys):
             assert r["ratio_vs_peer"] == pytest.approx(1.0)
     int8 = [r for r in classifier if "INT8" in r["model"]]
     for r in int8:
-        assert 0.0 <= r["top1_agree"] <= 1.0
+        # INT8 keeps the fp32 network's top-1 answer: measured 1.0 (32 of 32 held-out images,
+        # this tiny grid, OMP_NUM_THREADS=1); bound 0.75, far below it yet far above the ~0.1 of
+        # 10 classes by chance (INT8 with garbage calibration ranges fails it)
+        assert r["top1_agree"] >= 0.75, r["top1_agree"]
         assert 0.0 <= r["mean_logit_diff"] <= r["max_logit_diff"]
         assert 0.0 <= r["held_out_top1"] <= 1.0
     assert "trained 8 SGD steps" in classifier[0]["details"]
@@ -70,7 +73,7 @@ def test_serve_row_says_why_without_onnxruntime(tmp_path, monkeypatch):
     monkeypatch.setattr(serving, "onnx_missing_reason", lambda: reason)
     args = tiny_args(tmp_path, "--image-size", "32", "--serve-batches", "1")
     args.grid.update(serve_train_steps=2, serve_calibration_images=8, serve_held_out_images=8)
-    rows = serving.serve_classifier_rows(cli.core.Bench(args), args.grid)
+    rows = serving.serve_classifier_rows(harness.Bench(args), args.grid)
     assert [r["model"] for r in rows] == [f"{name} R-18" for name in RUNTIMES]
     for r in rows[3:]:
         assert r["parity"] == reason and r["seconds"] is None and r["top1_agree"] is None
