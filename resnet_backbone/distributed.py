@@ -1,6 +1,9 @@
-"""Multi-process launch like detectron2's ``launch`` that also works without GPUs, and the rank
+"""Multi-process launch like detectron2's ``launch`` that also works without GPUs, the rank
 helpers every layer of the package uses (thin ``torch.distributed`` queries; detectron2's own
-``comm`` reads the same process group).
+``comm`` reads the same process group), and the two device rules both trainers share:
+``wrap_ddp`` (DistributedDataParallel with ``device_ids`` only for a CUDA model: a CPU model
+under gloo takes none) and ``cpu_if_no_cuda`` (a CUDA device asked for on a machine without one
+runs on the CPU, said in one line).
 
 detectron2 v0.6's ``launch`` asserts CUDA when it starts more than one process; this one picks
 NCCL when CUDA is available and gloo otherwise, so ``--num-gpus 2`` runs two CPU processes.
@@ -11,12 +14,14 @@ the process group is initialised from the environment and nothing is spawned.
 import os
 import random
 import socket
+import sys
 from datetime import timedelta
 from typing import Any, Callable, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
@@ -81,29 +86,57 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def wrap_ddp(model: nn.Module, *, fp16_compression: bool = False, **kwargs: Any) -> nn.Module:
+    """``model`` in DistributedDataParallel when several processes train (else ``model``).
+
+    The one owner of the device rule: a CUDA model gets ``device_ids=[its device]`` (the local
+    rank's GPU, which ``launch`` made current); a CPU model (gloo) gets none, which DDP requires
+    and detectron2's ``create_ddp_model`` does not do. ``kwargs`` go to DDP (``broadcast_buffers``,
+    ``find_unused_parameters``; an explicit ``device_ids`` wins); ``fp16_compression`` compresses
+    the gradients' all-reduce, as detectron2's ``train.ddp.fp16_compression``."""
+    if get_world_size() == 1:
+        return model
+    param = next(model.parameters(), None)
+    if "device_ids" not in kwargs:
+        cuda = param is not None and param.is_cuda
+        kwargs["device_ids"] = [param.device.index if param.device.index is not None
+                                else torch.cuda.current_device()] if cuda else None
+    ddp = nn.parallel.DistributedDataParallel(model, **kwargs)
+    if fp16_compression:
+        from torch.distributed.algorithms.ddp_comm_hooks import default as comm_hooks
+
+        ddp.register_comm_hook(state=None, hook=comm_hooks.fp16_compress_hook)
+    return ddp
+
+
+def cpu_if_no_cuda(device: str, setting: str) -> str:
+    """``device``, or "cpu" (said on stderr with the config ``setting`` that now holds, e.g.
+    "MODEL.DEVICE cpu") when it asks for CUDA on a machine without it: the one CUDA-to-CPU
+    fallback of the detection tools (the classifier's trainer refuses instead)."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        print(f"CUDA is not available: running on the CPU ({setting}).", file=sys.stderr)
+        return "cpu"
+    return device
+
+
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
 def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1,
            machine_rank: int = 0, dist_url: str = "auto", args: Sequence[Any] = (),
-           timeout: timedelta = DEFAULT_TIMEOUT,
-           worker_setup: Optional[Callable[[int], None]] = None) -> None:
+           timeout: timedelta = DEFAULT_TIMEOUT) -> None:
     """Run ``main_func(*args)`` in ``num_gpus_per_machine * num_machines`` processes.
 
     One process: called directly. Several: spawned here (``dist_url`` "auto" picks a free local
     port; multi-machine jobs need an explicit ``tcp://host:port``). If a worker fails the others
-    are stopped and ``WorkerFailedError`` says which one and how. ``worker_setup(processes per
-    machine)``, a module-level function, runs in each process once its process group exists
-    (the detection layer makes detectron2's per-machine group there).
+    are stopped and ``WorkerFailedError`` says which one and how.
     """
     if launched_by_torchrun():
         if not dist.is_initialized():
             dist.init_process_group(_backend(), timeout=timeout)
         if torch.cuda.is_available():
             torch.cuda.set_device(get_local_rank())
-        if worker_setup is not None:
-            worker_setup(int(os.environ.get("LOCAL_WORLD_SIZE", get_world_size())))
         try:
             main_func(*args)
         finally:
@@ -123,7 +156,7 @@ def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1
                          f"{torch.cuda.device_count()} CUDA devices are visible")
     ctx = mp.start_processes(_worker, nprocs=num_gpus_per_machine, join=False, start_method="spawn",
                              args=(main_func, world_size, num_gpus_per_machine, machine_rank,
-                                   dist_url, tuple(args), timeout, worker_setup))
+                                   dist_url, tuple(args), timeout))
     try:
         while not ctx.join():
             pass
@@ -136,8 +169,7 @@ def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1
 
 
 def _worker(local_rank: int, main_func: Callable, world_size: int, num_gpus_per_machine: int,
-            machine_rank: int, dist_url: str, args: tuple, timeout: timedelta,
-            worker_setup: Optional[Callable[[int], None]]) -> None:
+            machine_rank: int, dist_url: str, args: tuple, timeout: timedelta) -> None:
     rank = machine_rank * num_gpus_per_machine + local_rank
     os.environ["LOCAL_RANK"] = str(local_rank)
     os.environ["LOCAL_WORLD_SIZE"] = str(num_gpus_per_machine)
@@ -146,8 +178,6 @@ def _worker(local_rank: int, main_func: Callable, world_size: int, num_gpus_per_
     dist.init_process_group(_backend(), init_method=dist_url, world_size=world_size, rank=rank,
                             timeout=timeout)
     try:
-        if worker_setup is not None:
-            worker_setup(num_gpus_per_machine)
         synchronize()
         main_func(*args)
     finally:

@@ -29,7 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..checkpoint import CheckpointError, SafeCheckpointer, load_checkpoint_file, save_checkpoint_atomic
-from ..distributed import all_reduce_sum, get_local_rank, get_rank, get_world_size, synchronize
+from ..distributed import (all_reduce_sum, get_local_rank, get_rank, get_world_size, synchronize,
+                           wrap_ddp)
 from ..errors import NonFiniteLossError, non_finite_loss_message
 from ..fast import autocast_context, speed_up_strided_1x1
 from ..seeding import rng_state, seed_everything, set_rng_state
@@ -169,10 +170,7 @@ class ClassificationTrainer:
         return images.to(self.device, non_blocking=True)
 
     def _train_model(self) -> nn.Module:
-        model = self.model
-        if self.world > 1:
-            ids = [self.device] if self.device.startswith("cuda") else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        model = wrap_ddp(self.model)  # several processes: DDP (device ids for CUDA only)
         if self.cfg.SOLVER.COMPILE:
             model = torch.compile(model)
         return model

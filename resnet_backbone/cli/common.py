@@ -1,9 +1,10 @@
-"""What every tool shares: the training tools' command line (detectron2's flags) and one error
-convention: a user error is one line on stderr, ``error: <what is wrong and how to fix it>``, and
-exit status 2; anything else is a bug and keeps its traceback."""
+"""What every tool shares: the training tools' command line (detectron2's flags), their one
+process ``worker``, and one error convention: a user error is one line on stderr,
+``error: <what is wrong and how to fix it>``, and exit status 2; anything else is a bug and keeps
+its traceback."""
 import argparse
 import sys
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from ..checkpoint import CheckpointError
 from ..data.datasets import CorruptImageError
@@ -31,6 +32,19 @@ def run_tool(body: Callable[[], Optional[int]]) -> int:
         return body() or 0
     except USER_ERRORS as e:
         return print_error(e)
+
+
+def worker(job: Callable[..., Any], world_size: int, *args: Any) -> None:
+    """One process of a training tool: ``job(*args)`` (a module-level function, so that
+    ``launch`` can spawn it). In a multi-process job a user error ends the process with
+    ``error: ...`` and exit status 2 (the launcher then stops the others); alone, it is raised
+    for ``run_tool`` to report."""
+    try:
+        job(*args)
+    except USER_ERRORS as e:
+        if world_size == 1:
+            raise
+        sys.exit(print_error(e))
 
 
 def add_network_options(p: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..classification.config import load_cls_cfg
 from ..distributed import is_main_process, launch
 from ..errors import prepare_output_dir
-from .common import USER_ERRORS, print_error, run_tool, training_argument_parser
+from .common import run_tool, training_argument_parser, worker
 
 
 def setup(args, world_size: int):
@@ -30,17 +30,6 @@ def setup(args, world_size: int):
     prepare_output_dir(cfg.OUTPUT_DIR)
     cfg.freeze()
     return cfg
-
-
-def worker(args, world_size: int) -> None:
-    """One process's job. In a multi-process job a user error ends the process with
-    ``error: ...`` and exit status 2 (the launcher then stops the others)."""
-    try:
-        train_and_evaluate(args, world_size)
-    except USER_ERRORS as e:
-        if world_size == 1:
-            raise
-        sys.exit(print_error(e))
 
 
 def train_and_evaluate(args, world_size: int) -> None:
@@ -79,7 +68,7 @@ def main(argv=None) -> int:
     def body() -> None:
         cfg = setup(args, world_size)  # config errors before any process starts
         launch(worker, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=(args, world_size),
+               dist_url=args.dist_url, args=(train_and_evaluate, world_size, args, world_size),
                timeout=timedelta(seconds=cfg.DIST_TIMEOUT_S))
     return run_tool(body)
 

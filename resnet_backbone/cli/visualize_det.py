@@ -23,6 +23,7 @@ from torchvision.utils import draw_bounding_boxes
 
 # The plugin first: it registers the paper's networks and names the import warnings to silence.
 from ..detection import get_detection_cfg
+from ..distributed import cpu_if_no_cuda
 from ..detection.datasets import check_datasets, numpy_compat, register_datasets
 from ..detection.demo import TRAIN_NAME, VAL_NAME, write_demo_datasets
 from ..detection.trainer import DetectionTrainer
@@ -116,8 +117,7 @@ def main(argv=None) -> int:
 def visualize(args) -> None:
     config_file = args.config_file or os.path.join(DEMO_OUTPUT, "config.yaml")
     cfg = get_detection_cfg(config_file, args.opts)
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.DEVICE = cpu_if_no_cuda(cfg.MODEL.DEVICE, "MODEL.DEVICE cpu")
     name = args.dataset_name or cfg.DATASETS.TEST[0]
     specs = [tuple(s) for s in args.dataset]
     if name in (TRAIN_NAME, VAL_NAME):  # the demo's generated data, beside its outputs

@@ -22,13 +22,13 @@ and a checkpoint that matches no parameter raises instead of silently training f
 """
 import os
 from typing import Any, Dict
-from urllib.parse import parse_qs
 
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..checkpoint import (CheckpointError, SafeCheckpointerMixin, incompatible_keys_table,
                           load_checkpoint_file, state_dict_from_checkpoint)
 from ..convert import to_paper
+from .compat import split_checkpoint_query
 
 #: Prefix of a VGG-16 classifier's fc6/fc7 in our naming; stripped so they match ``box_head.fc6``.
 _VGG_FC_PREFIX = "head."
@@ -61,8 +61,8 @@ def check_weights_file(path: str, key: str = "MODEL.WEIGHTS") -> None:
 class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
     """A ``DetectionCheckpointer`` for the paper's networks (see the module docstring).
 
-    ``path?matching_heuristics=True`` forces suffix matching, as detectron2 main allows (v0.6
-    does not; here it works with both). After a load, ``last_load`` says what it loaded:
+    ``path?matching_heuristics=True`` forces suffix matching, as detectron2 main allows (with
+    v0.6 too: ``.compat.split_checkpoint_query``). After a load, ``last_load`` says what it loaded:
     ``{"path", "missing"}`` (the model's names the file did not fill), or None for nothing.
     """
 
@@ -70,14 +70,8 @@ class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
     last_load = None
 
     def load(self, path: str, *args, **kwargs):
-        self._force_matching, self.last_load = False, None
-        if path and "?" in path:
-            path, query = path.split("?", 1)
-            options = parse_qs(query)
-            self._force_matching = options.pop("matching_heuristics", ["False"]) == ["True"]
-            if options:
-                raise ValueError(f"Unsupported query {sorted(options)} in checkpoint path; the only "
-                                 "one is ?matching_heuristics=True")
+        self.last_load = None
+        path, self._force_matching = split_checkpoint_query(path)
         self._path = path
         return super().load(path, *args, **kwargs)
 

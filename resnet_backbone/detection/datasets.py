@@ -10,46 +10,21 @@ checks that their files exist before a long job starts.
 * ``evaluator_type(name)``: "coco", "pascal_voc" or "pascal_voc_submission" (VOC 2012 test,
   ``voc_submission.py``), also for datasets registered without it
   (``register_pascal_voc`` on a user folder sets only dirname/year/split).
-* ``numpy_compat()``: detectron2 v0.6 reads VOC image lists with ``np.str``, which NumPy 2
-  removed; inside this context the old alias exists again (nothing changes on detectron2 main).
+* ``numpy_compat()``: re-exported from ``.compat`` (detectron2 v0.6's ``np.str``), where it lives.
 * ``validate_datasets``: the checks of ``.validation`` on every dataset of a job, once, before
   it starts; bad annotations of a training set are skipped (or, ``DATASETS.STRICT``, an error).
 """
 import logging
 import os
-import warnings
-from contextlib import contextmanager
-from typing import Iterable, Iterator, List, Sequence
+from typing import Iterable, List, Sequence
 
-import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
 from ..distributed import is_main_process, synchronize
+from .compat import numpy_compat  # noqa: F401  (used here; users and tests import it from here)
 from .validation import DatasetError, check_coco, check_records, problems_table, write_cleaned_coco
 from .voc_submission import EVALUATOR_TYPE as VOC_SUBMISSION
-
-#: NumPy aliases detectron2 v0.6 uses (``np.str`` in ``load_voc_instances``) and NumPy 2 lacks.
-_V06_NUMPY_ALIASES = {"str": str, "int": int, "float": float, "object": object}
-
-
-def _numpy_has(name: str) -> bool:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return hasattr(np, name)
-
-
-@contextmanager
-def numpy_compat() -> Iterator[None]:
-    """Provide ``np.str``/``np.int``/... (the builtins) while detectron2 v0.6 code runs."""
-    added = [name for name in _V06_NUMPY_ALIASES if not _numpy_has(name)]
-    for name in added:
-        setattr(np, name, _V06_NUMPY_ALIASES[name])
-    try:
-        yield
-    finally:
-        for name in added:
-            delattr(np, name)
 
 
 def register_coco_dataset(name: str, json_file: str, image_root: str) -> str:

@@ -8,10 +8,11 @@ A config defines ``model``, ``dataloader`` (``train``, ``test``, ``evaluator``; 
 ``optimizer``, ``lr_multiplier`` and ``train`` (``output_dir``, ``init_checkpoint``,
 ``max_iter``, ``amp.enabled``, ``ddp``, ``checkpointer``, ``eval_period``, ``log_period``,
 ``device``, ``seed``). Overrides are ``key=value`` (``LazyConfig.apply_overrides``); a key that
-is neither in the config nor an argument of the call it would go to is an error. ``do_train`` /
-``do_test`` follow ``lazyconfig_train_net.py`` (``SimpleTrainer`` or ``AMPTrainer``, the
-IterationTimer, LRScheduler, PeriodicCheckpointer, EvalHook and PeriodicWriter hooks,
-``inference_on_dataset``) with detectron2 v0.6 and main.
+is neither in the config nor an argument of the call it would go to is an error. This module
+loads and checks the config and turns it into the inputs of the one engine (``.engine``: the
+training loop of ``lazyconfig_train_net.py``, evaluation, resume, divergence, set-up), which the
+YAML path (``.trainer``) shares; ``do_train`` / ``do_test`` / ``setup`` / ``register`` /
+``train_and_evaluate`` are those adapters.
 
 What the ``.py`` path guarantees, as the YAML path (README, "Checkpoints you can trust"):
 
@@ -43,41 +44,28 @@ What it does not:
 import inspect
 import logging
 import os
-import sys
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
-import torch
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import AMPTrainer, SimpleTrainer, default_writers, hooks
-from detectron2.engine.defaults import create_ddp_model
-from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.solver import WarmupParamScheduler
 from detectron2.utils.registry import locate
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ..checkpoint import CheckpointError, keep_json_lines
-from ..distributed import is_main_process, shared_random_seed
-from ..errors import NonFiniteLossError, non_finite_loss_message, prepare_output_dir
+from ..distributed import cpu_if_no_cuda, shared_random_seed, wrap_ddp
 from ..fast import speed_up_strided_1x1
 from .checkpoint import PaperDetectionCheckpointer
+from .compat import numpy_compat
 from .data import ResumableTrainLoader
-from .datasets import (check_datasets, numpy_compat, register_datasets, validate_datasets)
-from .pretrained import check_frozen_norms
-from .trainer import (DetectionTrainer, DropNonFiniteLossTraceback, SeededSteps,
-                      default_setup_safe, paper_metrics, with_whole_line_metrics)
+from .engine import (DetectionEngine, SeededAMPTrainer, SeededSimpleTrainer, TrainJob, evaluate,
+                     load_weights, register_and_check, setup_run)
+from .trainer import DetectionTrainer
 
 logger = logging.getLogger("detectron2.resnet_backbone")
 
 #: The top-level names a config must define (detectron2's LazyConfig convention).
 REQUIRED = ("model", "dataloader", "optimizer", "lr_multiplier", "train")
-#: What usually makes a detector's loss NaN or infinite (the .py path's keys).
-DIVERGENCE_CAUSES = ("optimizer.lr too high (or lr_multiplier.warmup_iters too short) for this "
-                     "batch; FrozenBN statistics that do not fit the weights (random weights, or "
-                     "a pre-training too short for its BN statistics to converge); boxes outside "
-                     "their images")
 _ABSENT = object()
 
 
@@ -284,12 +272,12 @@ def build_model(cfg: DictConfig) -> nn.Module:
     return speed_up_strided_1x1(model, cfg.train.device)
 
 
-# -- training and evaluation ----------------------------------------------------------------
+# -- training and evaluation: the engine's inputs from the config ------------------------------
 
 
-#: The YAML keys the shared checks name (``check_frozen_norms``, the checkpointer), as the
-#: ``.py`` path's keys.
-_KEY_NAMES = [
+#: The YAML keys the engine's errors name (``check_frozen_norms``, the checkpointer, divergence),
+#: as the ``.py`` path's keys.
+KEY_NAMES = [
     ("MODEL.PAPER_RESNET.NORM BN", "model.backbone.norm=BN model.roi_heads.res5.norm=BN"),
     ("MODEL.PAPER_RESNET.FREEZE_AT 0", "model.backbone.freeze_at=0"),
     ("MODEL.PAPER_RESNET (DEPTH, SHORTCUT, RESIDUAL, STRIDE_IN_1X1)",
@@ -299,59 +287,29 @@ _KEY_NAMES = [
      "(norm FrozenBN, or stages frozen by freeze_at)"),
     ("MODEL.BACKBONE.NAME", "model.backbone"),
     ("MODEL.WEIGHTS", "train.init_checkpoint"),
+    ("SOLVER.BASE_LR", "optimizer.lr"),
+    ("SOLVER.WARMUP_ITERS", "lr_multiplier.warmup_iters"),
 ]
 
-
-@contextmanager
-def _lazy_key_names() -> Iterator[None]:
-    """Errors of the checks shared with the YAML path, naming the ``.py`` path's keys."""
-    try:
-        yield
-    except (ValueError, CheckpointError) as e:
-        text = str(e)
-        for yaml_key, lazy_key in _KEY_NAMES:
-            text = text.replace(yaml_key, lazy_key)
-        if text == str(e):
-            raise
-        raise type(e)(text) from None
-
-
-def load_weights(cfg: DictConfig, model: nn.Module, checkpointer: PaperDetectionCheckpointer,
-                 resume: bool) -> None:
-    """``train.init_checkpoint`` (or, resuming, the newest checkpoint of ``train.output_dir``),
-    then the FrozenBN check (``check_frozen_norms``)."""
-    with _lazy_key_names():
-        checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
-        check_frozen_norms(model, checkpointer.last_load)
-
-
-class LazySimpleTrainer(SeededSteps, SimpleTrainer):
-    """detectron2's ``SimpleTrainer`` with seeded steps."""
-
-
-class LazyAMPTrainer(SeededSteps, AMPTrainer):
-    """detectron2's ``AMPTrainer`` with seeded steps."""
+#: Kept for users of the names before the engine: the loop's trainers are the engine's.
+LazySimpleTrainer, LazyAMPTrainer = SeededSimpleTrainer, SeededAMPTrainer
 
 
 def do_test(cfg: DictConfig, model: nn.Module) -> Optional[Dict]:
-    """``inference_on_dataset`` on ``dataloader.test`` with ``dataloader.evaluator``; logs the
-    results table and the paper's metric."""
+    """``dataloader.test`` evaluated with ``dataloader.evaluator`` (``.engine.evaluate``: the
+    results table and, for one named dataset, the paper's metric)."""
     if "evaluator" not in cfg.dataloader:
         return None
-    with numpy_compat():
-        results = inference_on_dataset(model, instantiate(cfg.dataloader.test),
-                                       instantiate(cfg.dataloader.evaluator))
-    if is_main_process() and results:
-        print_csv_format(results)
-        names = loader_datasets(cfg.dataloader.test)
-        if len(names) == 1:
-            logger.info("Paper metric: " + paper_metrics(names[0], results))
-    return results
+    names = loader_datasets(cfg.dataloader.test)
+    name = names[0] if len(names) == 1 else None
+    results = evaluate(model, [(name, lambda: instantiate(cfg.dataloader.test),
+                                lambda: instantiate(cfg.dataloader.evaluator))])
+    return next(iter(results.values()))
 
 
 def do_train(args, cfg: DictConfig) -> Optional[Dict]:
-    """Train as ``lazyconfig_train_net.py`` does (see the module docstring); the last
-    evaluation's results."""
+    """Train (``.engine.DetectionEngine``, as ``lazyconfig_train_net.py`` does; see the module
+    docstring); the last evaluation's results."""
     device = str(cfg.train.device)
     if cfg.train.amp.enabled and not device.startswith("cuda"):
         raise ValueError("train.amp.enabled=True needs CUDA (train.device is "
@@ -361,78 +319,43 @@ def do_train(args, cfg: DictConfig) -> Optional[Dict]:
     optimizer = instantiate(cfg.optimizer)
     with numpy_compat():
         train_loader = instantiate(cfg.dataloader.train)
-    ddp = dict(cfg.train.get("ddp", {}))
-    if not device.startswith("cuda"):
-        ddp.setdefault("device_ids", None)  # a CPU model (gloo) takes no device ids
-    model = create_ddp_model(model, **ddp)
-    trainer = (LazyAMPTrainer if cfg.train.amp.enabled else LazySimpleTrainer)(
-        model, train_loader, optimizer)
-    trainer.fallback_seed = max(int(cfg.train.get("seed", 0)), 0)
-    checkpointer = PaperDetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
-    last: Dict[str, Any] = {}
-
-    def evaluate():
-        last["results"] = do_test(cfg, model)
-        return last["results"]
-
-    trainer.register_hooks([
-        hooks.IterationTimer(),
-        hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-        hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
-        if is_main_process() else None,
-        hooks.EvalHook(cfg.train.eval_period, evaluate),
-        hooks.PeriodicWriter(with_whole_line_metrics(
-            default_writers(cfg.train.output_dir, cfg.train.max_iter), cfg.train.output_dir),
-            period=cfg.train.log_period)
-        if is_main_process() else None,
-    ])
-    load_weights(cfg, model, checkpointer, args.resume)
-    # the checkpoint holds the iteration that had just finished
-    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
-    if isinstance(train_loader, ResumableTrainLoader):
-        train_loader.start_iter = start_iter
-    else:
+    if not isinstance(train_loader, ResumableTrainLoader):
         logger.warning(f"dataloader.train is {type(train_loader).__name__}, not "
                        "build_resumable_train_loader: a resumed run restarts its data order.")
-    if is_main_process():  # what the run logged after its checkpoint is logged again
-        keep_json_lines(os.path.join(cfg.train.output_dir, "metrics.json"),
-                        lambda row: row.get("iteration", -1) < start_iter)
-    loop_logger = logging.getLogger("detectron2.engine.train_loop")
-    drop = DropNonFiniteLossTraceback()
-    loop_logger.addFilter(drop)
-    try:
-        trainer.train(start_iter, cfg.train.max_iter)
-    except FloatingPointError:
-        saved = checkpointer.get_checkpoint_file() if checkpointer.has_checkpoint() else ""
-        raise NonFiniteLossError(non_finite_loss_message(
-            "NaN or infinite", trainer.iter + 1, optimizer.param_groups[0]["lr"], saved,
-            DIVERGENCE_CAUSES)) from None
-    finally:
-        loop_logger.removeFilter(drop)
-    return last.get("results")
+    engine = DetectionEngine(TrainJob(
+        model=model, optimizer=optimizer, scheduler=instantiate(cfg.lr_multiplier),
+        train_loader=train_loader, evaluate=lambda m: do_test(cfg, m),
+        output_dir=cfg.train.output_dir, max_iter=cfg.train.max_iter,
+        weights=cfg.train.init_checkpoint, checkpointer=dict(cfg.train.checkpointer),
+        eval_period=cfg.train.eval_period, log_period=cfg.train.log_period,
+        amp=cfg.train.amp.enabled, ddp=dict(cfg.train.get("ddp", {})),
+        seed=int(cfg.train.get("seed", 0)), key_names=KEY_NAMES))
+    engine.resume_or_load(args.resume)
+    return engine.train()
 
 
 def setup(args) -> DictConfig:
     """The config (file, then ``key=value`` overrides), the device (CPU when CUDA is not
-    available), the output folder, detectron2's logging and config dump."""
+    available), then ``.engine.setup_run`` (output folder, logging, config dump, seeds)."""
     cfg = load_config(args.config_file, args.opts)
-    if str(cfg.train.device).startswith("cuda") and not torch.cuda.is_available():
-        print("CUDA is not available: running on the CPU (train.device=cpu).", file=sys.stderr)
-        cfg.train.device = "cpu"
-    prepare_output_dir(cfg.train.output_dir, key="train.output_dir")
-    default_setup_safe(cfg, args)
+    cfg.train.device = cpu_if_no_cuda(cfg.train.device, "train.device=cpu")
+
+    def save_config(path: str) -> None:
+        LazyConfig.save(cfg, path)
+
+    setup_run(args, output_dir=cfg.train.output_dir, output_key="train.output_dir",
+              seed=int(cfg.train.get("seed", -1)),
+              cudnn_benchmark=bool(cfg.train.get("cudnn_benchmark", False)), save_config=save_config)
     return cfg
 
 
 def register(cfg: DictConfig, args) -> None:
-    """``--dataset`` entries; then check every dataset the job names and validate it
+    """``--dataset`` entries; then every dataset the job names checked and validated
     (``dataloader.strict``: an error instead of skipping bad training annotations)."""
-    register_datasets([tuple(spec) for spec in args.dataset])
     train = [] if args.eval_only else loader_datasets(cfg.dataloader.train)
     test = loader_datasets(cfg.dataloader.test) if "test" in cfg.dataloader else []
-    check_datasets(train + test)
-    validate_datasets(train, test, strict=bool(cfg.dataloader.get("strict", False)),
-                      output_dir=cfg.train.output_dir)
+    register_and_check(args.dataset, train, test, strict=bool(cfg.dataloader.get("strict", False)),
+                       output_dir=cfg.train.output_dir)
 
 
 def train_and_evaluate(args):
@@ -443,9 +366,8 @@ def train_and_evaluate(args):
     if args.eval_only:
         model = build_model(cfg)
         checkpointer = PaperDetectionCheckpointer(model, save_dir=cfg.train.output_dir)
-        load_weights(cfg, model, checkpointer, args.resume)
-        results = do_test(cfg, create_ddp_model(model, **(
-            {} if str(cfg.train.device).startswith("cuda") else {"device_ids": None})))
+        load_weights(model, checkpointer, cfg.train.init_checkpoint, args.resume, KEY_NAMES)
+        results = do_test(cfg, wrap_ddp(model))
     else:
         results = do_train(args, cfg)
     names = loader_datasets(cfg.dataloader.test) if "test" in cfg.dataloader else []

@@ -1,0 +1,92 @@
+"""The detection engine's own rules, checked on the source and on small objects: nothing of
+detectron2 is patched (no attribute of a detectron2 module, class or object is assigned), every
+v0.6/main difference lives in ``detection/compat.py``, ``metrics.json`` is written in whole lines,
+and a CPU model is not given DDP device ids."""
+import ast
+import json
+from pathlib import Path
+
+from detectron2.utils.events import EventStorage
+
+from resnet_backbone.detection.compat import split_checkpoint_query, trainer_state
+from resnet_backbone.detection.engine import JSONLinesWriter
+
+DETECTION = Path(__file__).resolve().parents[2] / "resnet_backbone" / "detection"
+
+
+def _detectron2_names(tree: ast.Module) -> set:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names
+                      if a.name.split(".")[0] == "detectron2"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("detectron2"):
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def _root(node):
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def test_no_detectron2_internals_are_patched():
+    offenders = []
+    for path in sorted(DETECTION.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        d2 = _detectron2_names(tree)
+        for node in ast.walk(tree):
+            targets = (node.targets if isinstance(node, ast.Assign) else
+                       [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+            offenders += [f"{path.name}:{node.lineno}" for t in targets
+                          if isinstance(t, ast.Attribute) and _root(t) in d2]
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("setattr", "delattr") \
+                    and node.args and _root(node.args[0]) in d2:
+                offenders.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Attribute) and node.attr in ("_file_handle", "_LOCAL_PROCESS_GROUP"):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_version_differences_live_in_compat():
+    words = ("_C", "create_local_process_group", "PURE_PYTHON_BUILD", "padding_constraints")
+    offenders = [f"{p.name}: {w}" for p in DETECTION.glob("*.py") if p.name != "compat.py"
+                 for w in words if any(isinstance(n, (ast.Name, ast.Attribute, ast.alias)) and
+                                       w in (getattr(n, "id", None), getattr(n, "attr", None),
+                                             getattr(n, "name", None))
+                                       for n in ast.walk(ast.parse(p.read_text())))]
+    assert offenders == []
+
+
+def test_metrics_are_appended_in_whole_lines(tmp_path):
+    path = tmp_path / "metrics.json"
+    writer = JSONLinesWriter(str(path))
+    with EventStorage(0) as storage:
+        storage.put_scalars(loss=1.0, smoothing_hint=False)
+        writer.write()
+        storage.iter = 1
+        storage.put_scalars(loss=0.5, lr=0.1, smoothing_hint=False)
+        writer.write()
+        writer.write()  # nothing new: nothing written
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows == [{"iteration": 0, "loss": 1.0}, {"iteration": 1, "loss": 0.5, "lr": 0.1}]
+    assert path.read_text().endswith("\n")
+
+
+def test_compat_helpers():
+    assert split_checkpoint_query("w.pth?matching_heuristics=True") == ("w.pth", True)
+    assert split_checkpoint_query("w.pth") == ("w.pth", False)
+    old = {"iteration": 4, "hooks": {"h": 1}, "run_seed": 3,
+           "_trainer": {"iteration": 4, "hooks": {}, "optimizer": {"state": {}}}}
+    assert trainer_state(old) == {"iteration": 4, "hooks": {"h": 1}, "run_seed": 3,
+                                  "optimizer": {"state": {}}}
+
+
+def test_cpu_model_alone_is_not_wrapped():
+    import torch
+    from resnet_backbone.distributed import cpu_if_no_cuda, wrap_ddp
+
+    model = torch.nn.Linear(2, 2)
+    assert wrap_ddp(model) is model  # one process: no DDP
+    assert cpu_if_no_cuda("cpu", "MODEL.DEVICE cpu") == "cpu"
