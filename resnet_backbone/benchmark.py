@@ -1,8 +1,7 @@
-"""Moved to ``resnet_backbone.benchmarks.harness`` (``Bench``, timing rows, machine, report);
-the classifier, memory and scaling rows to ``resnet_backbone.benchmarks.classifier``. This alias
-keeps the old path importing: it is the moved module itself (``sys.modules``), so its names and
-monkeypatching reach the real module."""
+"""Moved to ``resnet_backbone.benchmarks``: ``harness`` (``Bench``, timing rows, machine,
+report) and ``classifier`` (the classifier, memory and scaling rows). This alias keeps the old
+path importing with every name it had (a re-export of both modules; monkeypatch the moved
+modules themselves)."""
 # moved-module alias
-import sys
-from resnet_backbone.benchmarks import harness as _moved
-sys.modules[__name__] = _moved
+from resnet_backbone.benchmarks.harness import *  # noqa: F401,F403
+from resnet_backbone.benchmarks.classifier import *  # noqa: F401,F403

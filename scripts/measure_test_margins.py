@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # the workloads are defined by the tests themselves (tests/: the helpers.py they import)
-sys.path[:0] = [str(REPO / "tests" / "cli"), str(REPO / "tests" / "detection"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "tests" / "cli"), str(REPO / "tests")]
 
 VARIANTS = {
     "default": {},
@@ -47,7 +47,7 @@ def cls_workload(seed: int, out: Path):
 
 
 def det_workload(seed: int, out: Path):
-    """tests/detection/test_train_det.py: the shortened demo of train_det (COCO AP50 on held-out
+    """tests/cli/test_train_det.py: the shortened demo of train_det (COCO AP50 on held-out
     images, higher is better)."""
     from test_train_det import SHORT_DEMO, SHORT_DEMO_MIN_AP50
     cmd = [str(REPO / "tools" / "train_det.py"), *SHORT_DEMO, "SEED", str(seed), "OUTPUT_DIR", str(out)]

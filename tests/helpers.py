@@ -136,3 +136,12 @@ def final_err(folder: Path) -> float:
     """The center-crop top-1 error of a finished train_cls run (its final_results.json)."""
     import json
     return json.loads((folder / "final_results.json").read_text())["val/center"]["top1_err"]
+
+
+def write_synthetic_imagenet(root: Path, train: int, val: int, train_size, val_size) -> Path:
+    """``root/train`` and ``root/val`` in ImageNet's folder layout: ``train`` and ``val``
+    synthetic JPEGs of 3 classes, (width, height) ``train_size`` and ``val_size``."""
+    from resnet_backbone.data.synthetic import make_synthetic, write_image_folder
+    write_image_folder(root, "train", make_synthetic(train, num_classes=3, seed=2), size=train_size)
+    write_image_folder(root, "val", make_synthetic(val, num_classes=3, seed=3), size=val_size)
+    return root

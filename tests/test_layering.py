@@ -21,6 +21,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "resnet_backbone"
 #: The modules that may import detectron2: the plugin and the tools and benchmark rows built on it.
@@ -84,8 +86,9 @@ def imported_modules(name: str, path: Path, modules: dict) -> set:
 def layer_of(name: str, path: Path, modules: dict) -> str:
     """A module's layer; an alias module (``ALIAS_MARKER``) takes its one target's layer."""
     if ALIAS_MARKER in path.read_text():
-        (target,) = imported_modules(name, path, modules) - {name.rpartition(".")[0]}
-        return layer_of(target, modules[target], modules)
+        targets = imported_modules(name, path, modules) - {name.rpartition(".")[0]}
+        (layer,) = {layer_of(t, modules[t], modules) for t in targets}  # one layer
+        return layer
     parts = name.split(".")
     return LAYERS.get(parts[1], "core") if len(parts) > 1 else "core"
 
@@ -151,13 +154,27 @@ def is_alias(path: Path) -> bool:
 
 
 def test_moved_module_aliases_are_the_moved_modules():
-    """Each alias is its whole body (docstring, marker, re-binding) and, once imported, is the
-    moved module itself (names and monkeypatching reach the real one)."""
+    """Each alias is its docstring, the marker and either the re-binding of one moved module
+    (then, once imported, it is that module: names and monkeypatching reach the real one) or a
+    star re-export of the modules its content went to (then it has every public name of each)."""
     aliases = sorted(p for p in PACKAGE.rglob("*.py") if is_alias(p))
     assert len(aliases) == 5, aliases
     for path in aliases:
         body = ast.parse(path.read_text()).body
-        assert len(body) == 4 and isinstance(body[0], ast.Expr), path  # docstring + 3 lines
+        assert isinstance(body[0], ast.Expr), path  # the docstring
+        imports = [n for n in body[1:] if isinstance(n, ast.ImportFrom)]
+        if all(n.names[0].name == "*" for n in imports):  # a re-export of several modules
+            assert len(body) == 1 + len(imports), path
+            targets = [n.module for n in imports]
+            if any(t.startswith(DETECTRON2_MODULES) for t in targets) and \
+                    importlib.util.find_spec("detectron2") is None:
+                continue
+            alias = importlib.import_module(module_name(path))
+            for target in map(importlib.import_module, targets):
+                public = [n for n in vars(target) if not n.startswith("_")]
+                assert all(getattr(alias, n) is getattr(target, n) for n in public), (path, target)
+            continue
+        assert len(body) == 4, path  # docstring + 3 lines
         moved = body[2]
         assert isinstance(moved, ast.ImportFrom) and moved.names[0].asname == "_moved", path
         target = f"{moved.module}.{moved.names[0].name}"
@@ -214,6 +231,7 @@ def test_only_the_detection_layer_names_detectron2():
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_core_and_classification_work_with_detectron2_blocked(tmp_path):
     """Every module but the detection layer imports, and every registered classifier is created,
     trained one SGD step, converted to the other layouts and back, saved and loaded safely."""

@@ -21,7 +21,7 @@ def _add_defaults(node: CN, defaults: dict) -> None:
 
 def add_paper_resnet_config(cfg: CN) -> CN:
     """Add ``MODEL.PAPER_RESNET``, ``MODEL.VGG16``, ``MODEL.PAPER_IMPROVEMENTS`` and
-    ``DATASETS.STRICT`` to a detectron2 config (idempotent)."""
+    ``DATASETS.STRICT`` and ``LOG_PERIOD`` to a detectron2 config (idempotent)."""
     if "PAPER_RESNET" not in cfg.MODEL:
         cfg.MODEL.PAPER_RESNET = CN()
     _add_defaults(cfg.MODEL.PAPER_RESNET, dict(
@@ -94,6 +94,11 @@ def add_paper_resnet_config(cfg: CN) -> CN:
     # Datasets are checked before a job (resnet_backbone.detection.validation): False skips
     # (and counts) the bad annotations of a training set; True makes any problem an error.
     _add_defaults(cfg.DATASETS, dict(STRICT=False))
+    if "LOG_PERIOD" not in cfg:
+        # Iterations between two writes of the console line, metrics.json and TensorBoard
+        # (detectron2's DefaultTrainer: 20); each write gives the median of the iterations
+        # since the last one, so LOG_PERIOD 1 records every iteration's time as it was.
+        cfg.LOG_PERIOD = 20
     return cfg
 
 

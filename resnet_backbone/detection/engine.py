@@ -65,6 +65,28 @@ DIVERGENCE_CAUSES = ("SOLVER.BASE_LR too high (or SOLVER.WARMUP_ITERS too short)
 # -- set-up -----------------------------------------------------------------------------------
 
 
+_RUN_LOG_HANDLERS: List[Tuple[logging.Logger, logging.Handler]] = []
+
+
+def log_to(output_dir: str, rank: int) -> logging.Logger:
+    """detectron2's and fvcore's loggers (``setup_logger``) writing to the console and to this
+    run's ``log.txt`` only; returns the ``detectron2`` logger. Handlers an earlier run in this
+    process installed (a notebook, a sweep, tests calling ``main`` twice) are removed first:
+    they would print every line twice, write into the earlier run's log file, or write to a
+    console stream that has since been closed."""
+    for owner, handler in _RUN_LOG_HANDLERS:
+        owner.removeHandler(handler)
+        handler.close()
+    _RUN_LOG_HANDLERS.clear()
+    setup_logger.cache_clear()  # it is an lru_cache: the same arguments would add nothing back
+    for name in ("fvcore", "detectron2"):
+        owner = logging.getLogger(name)
+        before = set(owner.handlers)
+        setup_logger(output_dir, distributed_rank=rank, name=name)
+        _RUN_LOG_HANDLERS.extend((owner, h) for h in owner.handlers if h not in before)
+    return logging.getLogger("detectron2")
+
+
 def setup_run(args, *, output_dir: str, seed: int, cudnn_benchmark: bool,
               save_config: Callable[[str], Optional[str]], output_key: str = "OUTPUT_DIR") -> None:
     """Before a job: ``output_dir`` checked and created (``output_key`` names it in errors),
@@ -74,8 +96,7 @@ def setup_run(args, *, output_dir: str, seed: int, cudnn_benchmark: bool,
     benchmark set for training."""
     prepare_output_dir(output_dir, key=output_key)
     rank = get_rank()
-    setup_logger(output_dir, distributed_rank=rank, name="fvcore")
-    d2_logger = setup_logger(output_dir, distributed_rank=rank)
+    d2_logger = log_to(output_dir, rank)
     d2_logger.info(f"Rank of current process: {rank}. World size: {get_world_size()}")
     d2_logger.info("Environment info:\n" + environment_report())
     d2_logger.info("Command line arguments: " + str(args))
@@ -190,12 +211,14 @@ class JSONLinesWriter(EventWriter):
             append_text(self.path, "".join(lines))
 
 
-def event_writers(output_dir: str, max_iter: int) -> List[EventWriter]:
+def event_writers(output_dir: str, max_iter: int, window: int = 20) -> List[EventWriter]:
     """detectron2's ``default_writers`` (progress with ETA, ``metrics.json``, TensorBoard), with
-    ``metrics.json`` written in whole lines."""
+    ``metrics.json`` written in whole lines, its smoothed scalars (``time``, the losses) the median
+    of the last ``window`` iterations."""
     os.makedirs(output_dir, exist_ok=True)
-    return [CommonMetricPrinter(max_iter), JSONLinesWriter(os.path.join(output_dir, "metrics.json")),
-            TensorboardXWriter(output_dir)]
+    return [CommonMetricPrinter(max_iter),
+            JSONLinesWriter(os.path.join(output_dir, "metrics.json"), window_size=window),
+            TensorboardXWriter(output_dir, window_size=window)]
 
 
 class DropNonFiniteLossTraceback(logging.Filter):
@@ -292,7 +315,8 @@ class DetectionEngine:
             *job.extra_hooks(self.model),
             hooks.PeriodicCheckpointer(self.checkpointer, **job.checkpointer) if main else None,
             hooks.EvalHook(job.eval_period, evaluate_now),
-            hooks.PeriodicWriter(event_writers(job.output_dir, job.max_iter),
+            hooks.PeriodicWriter(event_writers(job.output_dir, job.max_iter,
+                                               window=min(20, job.log_period)),
                                  period=job.log_period) if main else None,
         ])
 

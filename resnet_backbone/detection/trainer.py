@@ -60,7 +60,7 @@ class DetectionTrainer:
             train_loader=data_loader, evaluate=lambda m: self.test(self.cfg, m),
             output_dir=cfg.OUTPUT_DIR, max_iter=cfg.SOLVER.MAX_ITER, weights=cfg.MODEL.WEIGHTS,
             checkpointer={"period": cfg.SOLVER.CHECKPOINT_PERIOD}, eval_period=cfg.TEST.EVAL_PERIOD,
-            log_period=20, amp=cfg.SOLVER.AMP.ENABLED, ddp={"broadcast_buffers": False},
+            log_period=cfg.LOG_PERIOD, amp=cfg.SOLVER.AMP.ENABLED, ddp={"broadcast_buffers": False},
             seed=cfg.SEED, extra_hooks=self._precise_bn))
 
     def _precise_bn(self, model) -> List:

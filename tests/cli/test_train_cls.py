@@ -17,9 +17,10 @@ import torch
 from resnet_backbone.checkpoint import load_checkpoint_file
 from resnet_backbone.classification.engine import ClassificationTrainer
 from resnet_backbone.cli import train_cls
-from resnet_backbone.data.synthetic import make_synthetic, write_cifar10_batches, write_image_folder
+from resnet_backbone.data.synthetic import make_synthetic, write_cifar10_batches
 
-from helpers import CLS_TINY as TINY, assert_same_state, cls_cfg_with as cfg_with, run_tool
+from helpers import (CLS_TINY as TINY, assert_same_state, cls_cfg_with as cfg_with, run_tool,
+                     write_synthetic_imagenet)
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "train_cls.py"
@@ -35,10 +36,7 @@ def cifar_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def imagenet_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imagenet")
-    write_image_folder(root, "train", make_synthetic(12, num_classes=3, seed=2), size=(60, 48))
-    write_image_folder(root, "val", make_synthetic(6, num_classes=3, seed=3), size=(52, 40))
-    return root
+    return write_synthetic_imagenet(tmp_path_factory.mktemp("imagenet"), 12, 6, (60, 48), (52, 40))
 
 
 def test_cifar_recipe_cli(cifar_root, tmp_path):
@@ -128,8 +126,7 @@ def test_bad_dataset_layout_and_corrupt_image(capsys, tmp_path, imagenet_root):
                               "OUTPUT_DIR", tmp_path / "o1", *FAST)
     assert rc == 2 and "does not exist; expected a CIFAR-10 python folder" in err
     bad_root = tmp_path / "bad_in"
-    write_image_folder(bad_root, "train", make_synthetic(8, num_classes=3, seed=2), size=(40, 40))
-    write_image_folder(bad_root, "val", make_synthetic(3, num_classes=3, seed=3), size=(40, 40))
+    write_synthetic_imagenet(bad_root, 8, 3, (40, 40), (40, 40))
     bad = sorted((bad_root / "train").rglob("*.JPEG"))[0]
     bad.write_bytes(b"\xff\xd8 truncated")
     common = ["--config-file", CFG / "imagenet" / "resnet18.yaml", "DATASETS.ROOT", bad_root,

@@ -1,6 +1,6 @@
 """The appendix's detection improvements (Table 9): box refinement, global context, multi-scale
 testing. Their identities with the baseline, their building blocks, and their configuration
-errors; the train / evaluate runs are in test_train_det.py."""
+errors; the train / evaluate runs are in tests/cli/test_train_det.py."""
 from pathlib import Path
 
 import pytest

@@ -2,7 +2,7 @@
 # Base-PaperRCNN-VGG16.yaml inherits): the RPN (anchors, sampling, NMS, top-k), the RoI
 # sampling and the box predictor. faster_rcnn_c4.py and faster_rcnn_vgg16.py put them together
 # with a backbone and a box head; every value is the YAML's (or detectron2's default where the
-# YAML sets none), and tests/detection/test_lazyconfig.py checks the built modules against it.
+# YAML sets none), and tests/detection/test_lazy.py checks the built modules against it.
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator

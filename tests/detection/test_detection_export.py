@@ -4,6 +4,7 @@ ONNX Runtime and TorchScript, gives the eager detections (same classes, scores w
 boxes within 0.5 px) on the sample image and on an image of another size; and the detectron2
 backbones of the plugin compile with ``torch.jit.script``."""
 import importlib.util
+import re
 
 import pytest
 import torch
@@ -60,9 +61,12 @@ def test_detector_exports_match_eager(config, tmp_path, capsys):
     out = capsys.readouterr().out
     # measured (2026-11-23, AMD EPYC), 200 detections on two images: R-101-C4 (RoI max pooling)
     # boxes within 0.34 px in ONNX Runtime, 0 in TorchScript; VGG-16 within 5e-5 px; scores
-    # within 2e-5 (bounds 0.5 px, 1e-3)
+    # within 2e-5 (bounds 0.5 px, 1e-3). Unmatched (near-tied proposals of the untrained RPN):
+    # 0 on AMD EPYC; 2 of 200 in ONNX Runtime R-101-C4 on an Intel Xeon (2026-12-04), 0 in
+    # TorchScript (bound 10: UNMATCHED_FRACTION)
     assert status == 0, out
-    assert out.count("200 detections (eager 200), 0 without a match") == 2, out
+    unmatched = [int(n) for n in re.findall(r"200 detections \(eager 200\), (\d+) without a match", out)]
+    assert len(unmatched) == 2 and max(unmatched) <= 10 and out.count(": ok") == 2, out
     assert (tmp_path / f"{config}.onnx").is_file() and (tmp_path / f"{config}.ts").is_file()
 
 
@@ -79,7 +83,7 @@ def test_lazyconfig_detector_exports(tmp_path, capsys):
                          "--output-dir", str(tmp_path), *small]) == 0
     out = capsys.readouterr().out
     assert "input (3, H, W) RGB, shorter side 256 (longer at most 320)" in out
-    assert "200 detections (eager 200), 0 without a match" in out and ": ok" in out, out
+    assert re.search(r"200 detections \(eager 200\), [0-9] without a match", out) and ": ok" in out, out
 
 
 def test_detector_formats_and_files_are_checked(tmp_path, capsys):

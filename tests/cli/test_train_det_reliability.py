@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from resnet_backbone.checkpoint import load_checkpoint_file
-from resnet_backbone.data.synthetic import make_synthetic, write_image_folder, write_shapes_coco
+from resnet_backbone.data.synthetic import write_shapes_coco
+
+from helpers import write_synthetic_imagenet
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_CLS, TRAIN_DET = REPO / "tools" / "train_cls.py", REPO / "tools" / "train_det.py"
@@ -83,10 +85,7 @@ def test_weights_missing_backbone_statistics_are_refused(shapes, tmp_path):
 
 @pytest.fixture(scope="module")
 def imagenet_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rel_imagenet")
-    write_image_folder(root, "train", make_synthetic(48, num_classes=3, seed=2), size=(48, 40))
-    write_image_folder(root, "val", make_synthetic(6, num_classes=3, seed=3), size=(48, 40))
-    return root
+    return write_synthetic_imagenet(tmp_path_factory.mktemp("rel_imagenet"), 48, 6, (48, 40), (48, 40))
 
 
 @pytest.mark.slow
@@ -218,6 +217,7 @@ def _final_weights(out: Path):
     return load_checkpoint_file(out / "model_final.pth")["model"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(shapes, tmp_path):
     """Killed while writing a checkpoint, and at another moment; each resumed run ends with
     the uninterrupted run's weights, bit for bit (one thread: the same order of float sums)."""

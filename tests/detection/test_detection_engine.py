@@ -3,13 +3,16 @@ detectron2 is patched (no attribute of a detectron2 module, class or object is a
 v0.6/main difference lives in ``detection/compat.py``, ``metrics.json`` is written in whole lines,
 and a CPU model is not given DDP device ids."""
 import ast
+import io
+import logging
+import sys
 import json
 from pathlib import Path
 
 from detectron2.utils.events import EventStorage
 
 from resnet_backbone.detection.compat import split_checkpoint_query, trainer_state
-from resnet_backbone.detection.engine import JSONLinesWriter
+from resnet_backbone.detection.engine import JSONLinesWriter, log_to
 
 DETECTION = Path(__file__).resolve().parents[2] / "resnet_backbone" / "detection"
 
@@ -90,3 +93,25 @@ def test_cpu_model_alone_is_not_wrapped():
     model = torch.nn.Linear(2, 2)
     assert wrap_ddp(model) is model  # one process: no DDP
     assert cpu_if_no_cuda("cpu", "MODEL.DEVICE cpu") == "cpu"
+
+
+def test_a_second_run_in_one_process_logs_only_to_its_own_folder(tmp_path, monkeypatch):
+    """A notebook or a sweep calling ``train_det.main`` twice: the second run's lines go once to
+    the console and to its own log.txt, not to the first run's file or to a closed console."""
+    first_console = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", first_console)
+    log_to(str(tmp_path / "first"), 0)
+    first_console.close()  # as pytest's capture does between tests
+    second_console = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", second_console)
+    d2 = log_to(str(tmp_path / "second"), 0)
+    monkeypatch.setattr(logging, "raiseExceptions", True)
+    errors = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", errors)  # where logging reports a handler's failure
+    d2.info("line of the second run")
+    for handler in logging.getLogger("detectron2").handlers:
+        handler.flush()
+    assert "Logging error" not in errors.getvalue(), errors.getvalue()
+    assert second_console.getvalue().count("line of the second run") == 1
+    assert "line of the second run" in (tmp_path / "second" / "log.txt").read_text()
+    assert "line of the second run" not in (tmp_path / "first" / "log.txt").read_text()
