@@ -26,7 +26,7 @@ def top_class_boxes(boxes: torch.Tensor, probs: torch.Tensor,
     if boxes.shape[1] == 4:
         chosen = boxes
     else:
-        per_class = boxes.view(boxes.shape[0], -1, 4)
+        per_class = boxes.view(boxes.shape[0], boxes.shape[1] // 4, 4)  # R may be 0
         best = probs[:, :-1].argmax(dim=1)
         chosen = per_class[torch.arange(boxes.shape[0], device=boxes.device), best]
     chosen = Boxes(chosen.clone())

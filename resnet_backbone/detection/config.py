@@ -90,6 +90,13 @@ def add_paper_resnet_config(cfg: CN) -> CN:
         # closest to SCALE_SELECTION_SIZE^2 pixels (224: "Object Detection Networks on
         # Convolutional Feature Maps", after SPPnet), and the two are merged by maxout.
         SCALE_SELECTION_SIZE=224,
+        # Where the two scales are merged. True (the paper: "RoI pooling and subsequent layers
+        # are performed on the feature maps of these two scales, which are merged by maxout"):
+        # each RoI goes through RoI pooling, res5 and average pooling at both scales, and the
+        # element-wise max of the two region features goes to the sibling layers. False: the
+        # max of the two RoI-pooled res4 maps, then res5 once (half the res5 cost; BENCHMARKS.md
+        # "Appendix cost" measures both).
+        MAXOUT_AFTER_RES5=True,
     ))
     # Datasets are checked before a job (resnet_backbone.detection.validation): False skips
     # (and counts) the bad annotations of a training set; True makes any problem an error.

@@ -51,7 +51,7 @@ from .checkpoint import PaperDetectionCheckpointer
 from .compat import environment_report, numpy_compat, trainer_state
 from .data import ResumableTrainLoader
 from .datasets import check_datasets, evaluator_type, register_datasets, validate_datasets
-from .pretrained import check_frozen_norms
+from .pretrained import check_evaluated_predictor, check_frozen_norms
 
 logger = logging.getLogger("detectron2.resnet_backbone")
 
@@ -147,6 +147,16 @@ def load_weights(model: nn.Module, checkpointer: PaperDetectionCheckpointer, wei
     with keys_named(key_names):
         checkpointer.resume_or_load(weights, resume=resume)
         check_frozen_norms(model, checkpointer.last_load)
+
+
+def load_weights_to_evaluate(model: nn.Module, checkpointer: PaperDetectionCheckpointer,
+                             weights: str, resume: bool,
+                             key_names: Sequence[Tuple[str, str]] = ()) -> None:
+    """``load_weights`` for ``--eval-only``, in both config systems: also stop before a box
+    predictor that the weights leave at its random initial values is evaluated
+    (``check_evaluated_predictor``)."""
+    load_weights(model, checkpointer, weights, resume, key_names)
+    check_evaluated_predictor(checkpointer.last_load)
 
 
 class SeededSteps:
@@ -360,4 +370,5 @@ class DetectionEngine:
 
 __all__ = ["DetectionEngine", "TrainJob", "SeededSteps", "SeededSimpleTrainer", "SeededAMPTrainer",
            "JSONLinesWriter", "event_writers", "evaluate", "paper_metrics", "setup_run",
-           "register_and_check", "load_weights", "keys_named", "DIVERGENCE_CAUSES"]
+           "register_and_check", "load_weights", "load_weights_to_evaluate", "keys_named",
+           "DIVERGENCE_CAUSES"]

@@ -59,7 +59,7 @@ from .checkpoint import PaperDetectionCheckpointer
 from .compat import numpy_compat
 from .data import ResumableTrainLoader
 from .engine import (DetectionEngine, SeededAMPTrainer, SeededSimpleTrainer, TrainJob, evaluate,
-                     load_weights, register_and_check, setup_run)
+                     load_weights_to_evaluate, register_and_check, setup_run)
 from .trainer import DetectionTrainer
 
 logger = logging.getLogger("detectron2.resnet_backbone")
@@ -366,7 +366,8 @@ def train_and_evaluate(args):
     if args.eval_only:
         model = build_model(cfg)
         checkpointer = PaperDetectionCheckpointer(model, save_dir=cfg.train.output_dir)
-        load_weights(model, checkpointer, cfg.train.init_checkpoint, args.resume, KEY_NAMES)
+        load_weights_to_evaluate(model, checkpointer, cfg.train.init_checkpoint, args.resume,
+                                 KEY_NAMES)
         results = do_test(cfg, wrap_ddp(model))
     else:
         results = do_train(args, cfg)

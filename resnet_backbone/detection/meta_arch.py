@@ -19,15 +19,17 @@ from .roi_heads import PaperRes5ROIHeads
 class PaperRCNN(GeneralizedRCNN):
     """``GeneralizedRCNN`` with the paper's multi-scale testing (``test_scales``, from
     ``MODEL.PAPER_IMPROVEMENTS.TEST_SCALES``): proposals from the single-scale image, region
-    features from the image pyramid. Training, weights and single-scale inference are
+    features from the image pyramid (``maxout_after_res5``: where the two scales are merged, see
+    ``.multiscale``). Training, weights and single-scale inference are
     ``GeneralizedRCNN``'s; the ROI heads must be ``PaperRes5ROIHeads``."""
 
     @configurable
     def __init__(self, *, test_scales: Sequence[int] = (), scale_selection_size: float = 224,
-                 **kwargs):
+                 maxout_after_res5: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.test_scales = check_test_scales(test_scales)
         self.scale_selection_size = float(scale_selection_size)
+        self.maxout_after_res5 = bool(maxout_after_res5)
         if self.test_scales and not isinstance(self.roi_heads, PaperRes5ROIHeads):
             raise ValueError("Multi-scale testing (MODEL.PAPER_IMPROVEMENTS.TEST_SCALES) needs "
                              "MODEL.ROI_HEADS.NAME PaperRes5ROIHeads (the C4 head); got "
@@ -38,7 +40,8 @@ class PaperRCNN(GeneralizedRCNN):
         ret = super().from_config(cfg)
         improvements = cfg.MODEL.PAPER_IMPROVEMENTS
         ret.update(test_scales=improvements.TEST_SCALES,
-                   scale_selection_size=improvements.SCALE_SELECTION_SIZE)
+                   scale_selection_size=improvements.SCALE_SELECTION_SIZE,
+                   maxout_after_res5=improvements.MAXOUT_AFTER_RES5)
         return ret
 
     def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
@@ -52,8 +55,8 @@ class PaperRCNN(GeneralizedRCNN):
         else:
             proposals = [x["proposals"].to(self.device) for x in batched_inputs]
         name = self.roi_heads.in_features[0]
-        pyramid = build_scale_pyramid(self.backbone, images, features[name], name,
-                                      self.test_scales, self.scale_selection_size)
+        pyramid = build_scale_pyramid(self.backbone, images, features, name, self.test_scales,
+                                      self.scale_selection_size, self.maxout_after_res5)
         results, _ = self.roi_heads(images, pyramid, proposals, None)
         if do_postprocess:
             return GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)

@@ -7,16 +7,24 @@ the layers after it run on the feature maps of these two scales, merged by maxou
 for the Fast R-CNN step only (not the RPN), and not in training.
 
 This module holds the pyramid: ``build_scale_pyramid`` computes the feature maps and
-``ScalePyramid`` pools each RoI at its two scales. ``PaperRCNN`` (``.meta_arch``), detectron2's
-``GeneralizedRCNN`` with the same training and weights, builds it at inference when
-``MODEL.PAPER_IMPROVEMENTS.TEST_SCALES`` is set, and ``PaperRes5ROIHeads`` (``.roi_heads``)
-pools from it. Our reading of the scale selection: the two
-adjacent scales around the one at which the RoI would be SCALE_SELECTION_SIZE^2 pixels (SPPnet's
-rule, which [Ren et al.] extend to two scales); RoIs outside the pyramid's range take its two
-end scales. The pyramid is resized from the network's input image (as detectron2's
-``GeneralizedRCNNWithTTA`` does), bilinearly with antialiasing when it shrinks.
+``ScalePyramid`` gives each RoI's feature from its two scales. ``PaperRCNN`` (``.meta_arch``),
+detectron2's ``GeneralizedRCNN`` with the same training and weights, builds it at inference when
+``MODEL.PAPER_IMPROVEMENTS.TEST_SCALES`` is set, and ``PaperRes5ROIHeads`` (``.roi_heads``) takes
+its region features from it. Our readings:
+
+* Scale selection: the two adjacent scales around the one at which the RoI would be
+  SCALE_SELECTION_SIZE^2 pixels (SPPnet's rule, which [Ren et al.] extend to two scales); RoIs
+  outside the pyramid's range take its two end scales.
+* Maxout: "RoI pooling and subsequent layers" run at each of the two scales, so by default each
+  RoI is pooled and passed through res5 and average pooling at both, and the two region features
+  are merged by an element-wise max (``maxout_after_res5``). The cheaper order, the max of the
+  two RoI-pooled res4 maps and res5 once, is the option ``maxout_after_res5=False``.
+* The pyramid is resized from the network's input image (as detectron2's
+  ``GeneralizedRCNNWithTTA`` does), bilinearly with antialiasing when it shrinks.
+* Global context comes from the single-scale map (``single_scale``): the scale it was trained
+  on, not the pyramid level the scale rule would pick for a whole-image box.
 """
-from typing import List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -49,48 +57,63 @@ def select_adjacent_scales(boxes: torch.Tensor, factors: torch.Tensor,
 
 class ScalePyramid:
     """One image batch's feature maps at several scales: ``maps[i][k]`` is image i's (1, C, H, W)
-    map at resize factor ``factors[i][k]`` of the network's input image. Passed to
+    map at resize factor ``factors[i][k]`` of the network's input image; ``single_scale`` the
+    batch's single-scale features (the backbone's outputs on the input image). Passed to
     ``PaperRes5ROIHeads`` in place of the single-scale features."""
 
     def __init__(self, maps: List[List[torch.Tensor]], factors: List[torch.Tensor],
-                 target_size: float):
+                 target_size: float, single_scale: Dict[str, torch.Tensor],
+                 maxout_after_res5: bool = True):
         self.maps, self.factors, self.target_size = maps, factors, target_size
+        self.single_scale, self.maxout_after_res5 = single_scale, maxout_after_res5
 
-    def pool(self, pooler, boxes: List[Boxes]) -> torch.Tensor:
-        """RoI features (R, C, S, S) of all images' boxes, in order: each box pooled at its two
-        selected scales (its coordinates scaled to each) and merged by an element-wise max."""
-        pooled = []
+    def region_features(self, pooler, boxes: List[Boxes],
+                        head: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The features of all images' boxes, in order: each box at its two selected scales
+        merged by an element-wise max; ``head`` (res5 and average pooling) runs on each scale's
+        pooled maps before the max (``maxout_after_res5``) or once on their max."""
+        if self.maxout_after_res5:
+            return self._maxout(pooler, boxes, head)
+        return head(self._maxout(pooler, boxes, lambda pooled: pooled))
+
+    def _maxout(self, pooler, boxes: List[Boxes],
+                head: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``head`` of each box's RoI-pooled map at its two scales (its coordinates scaled to
+        each), merged by an element-wise max."""
+        merged_per_image = []
         for maps, factors, image_boxes in zip(self.maps, self.factors, boxes):
             lower, upper = select_adjacent_scales(image_boxes.tensor, factors, self.target_size)
-            merged = None
+            merged: Optional[torch.Tensor] = None
             for level, (feature_map, factor) in enumerate(zip(maps, factors.tolist())):
                 index = torch.nonzero((lower == level) | (upper == level)).squeeze(1)
                 if len(index) == 0:
                     continue
                 scaled = Boxes(image_boxes.tensor[index] * factor)
-                level_features = pooler([feature_map], [scaled])
+                level_features = head(pooler([feature_map], [scaled]))
                 if merged is None:
                     merged = level_features.new_full(
                         (len(image_boxes),) + level_features.shape[1:], float("-inf"))
                 merged[index] = torch.maximum(merged[index], level_features)
             if merged is None:  # no boxes in this image
-                merged = pooler([maps[0]], [image_boxes])
-            pooled.append(merged)
-        return torch.cat(pooled, dim=0)
+                merged = head(pooler([maps[0]], [image_boxes]))
+            merged_per_image.append(merged)
+        return torch.cat(merged_per_image, dim=0)
 
 
-def build_scale_pyramid(backbone, images: ImageList, feature_map: torch.Tensor, feature_name: str,
-                        scales: Sequence[int], target_size: float) -> ScalePyramid:
-    """The pyramid of each image's ``feature_name`` map at shorter sides ``scales``. A scale equal
-    to the input's shorter side reuses ``feature_map`` (the single-scale map), so a one-scale
-    pyramid at the test scale is exactly single-scale testing."""
+def build_scale_pyramid(backbone, images: ImageList, features: Dict[str, torch.Tensor],
+                        feature_name: str, scales: Sequence[int], target_size: float,
+                        maxout_after_res5: bool = True) -> ScalePyramid:
+    """The pyramid of each image's ``feature_name`` map at shorter sides ``scales``.
+    ``features``: the backbone's single-scale outputs on ``images``; a scale equal to the input's
+    shorter side reuses them, so a one-scale pyramid at the test scale is exactly single-scale
+    testing."""
     maps, factors = [], []
     for i, (height, width) in enumerate(images.image_sizes):
         image_maps, image_factors = [], []
         for scale in scales:
             factor = scale / min(height, width)
             if abs(factor - 1.0) < 1e-6:
-                image_maps.append(feature_map[i:i + 1])
+                image_maps.append(features[feature_name][i:i + 1])
             else:
                 image = images.tensor[i:i + 1, :, :height, :width]
                 size = (max(1, round(height * factor)), max(1, round(width * factor)))
@@ -100,5 +123,5 @@ def build_scale_pyramid(backbone, images: ImageList, feature_map: torch.Tensor, 
                 image_maps.append(backbone(padded.tensor)[feature_name])
             image_factors.append(factor)
         maps.append(image_maps)
-        factors.append(torch.tensor(image_factors, device=feature_map.device))
-    return ScalePyramid(maps, factors, target_size)
+        factors.append(torch.tensor(image_factors, device=features[feature_name].device))
+    return ScalePyramid(maps, factors, target_size, features, maxout_after_res5)

@@ -135,20 +135,39 @@ class PaperRes5ROIHeads(Res5ROIHeads):
 
     def region_features(self, features: Features, regions: List[Instances]) -> torch.Tensor:
         """Each region's (``proposal_boxes``) feature after res5 and average pooling, with the
-        global context feature of its image concatenated when ``global_context``."""
+        global context feature of its image concatenated when ``global_context``: the whole
+        image pooled as one more RoI of the single-scale map (under multi-scale testing too:
+        the scale the context was trained on)."""
         boxes = [r.proposal_boxes for r in regions]
-        x = self.res5(self._pool(features, boxes)).mean(dim=[2, 3])
-        if not self.global_context:
-            return x
-        whole = [Boxes(torch.tensor([[0.0, 0.0, w, h]], device=x.device))
-                 for h, w in (r.image_size for r in regions)]
-        context = self.res5(self._pool(features, whole)).mean(dim=[2, 3])
+        if isinstance(features, ScalePyramid):  # inference only
+            x = features.region_features(self.pooler, boxes, self._res5_vector)
+            if not self.global_context:
+                return x
+            context = self._res5_vector(self._pool(features.single_scale, self._whole(regions)))
+        elif not self.global_context:
+            return self._res5_vector(self._pool(features, boxes))
+        else:
+            # One res5 pass over the regions and the whole images, one batch of RoIs: with BN in
+            # training, they are normalised together (a separate pass would normalise the whole
+            # images by a batch of one RoI per image, and mix that into the running statistics).
+            pooled = self._pool(features, boxes)
+            both = self._res5_vector(torch.cat([pooled, self._pool(features, self._whole(regions))]))
+            x, context = both[:len(pooled)], both[len(pooled):]
         counts = torch.tensor([len(b) for b in boxes], device=x.device)
         return torch.cat([x, context.repeat_interleave(counts, dim=0)], dim=1)
 
-    def _pool(self, features: Features, boxes: List[Boxes]) -> torch.Tensor:
-        if isinstance(features, ScalePyramid):
-            return features.pool(self.pooler, boxes)
+    @staticmethod
+    def _whole(regions: List[Instances]) -> List[Boxes]:
+        """Each image's whole-image box (its size before padding)."""
+        device = regions[0].proposal_boxes.device
+        return [Boxes(torch.tensor([[0.0, 0.0, w, h]], device=device))
+                for h, w in (r.image_size for r in regions)]
+
+    def _res5_vector(self, pooled: torch.Tensor) -> torch.Tensor:
+        """RoI-pooled res4 maps (R, C, S, S) -> (R, C') after res5 and global average pooling."""
+        return self.res5(pooled).mean(dim=[2, 3])
+
+    def _pool(self, features: Dict[str, torch.Tensor], boxes: List[Boxes]) -> torch.Tensor:
         return self.pooler([features[f] for f in self.in_features], boxes)
 
     def _refine(self, features: Features, proposals: List[Instances], predictions):

@@ -36,8 +36,8 @@ from .checkpoint import PaperDetectionCheckpointer
 from .compat import has_compiled_ops, numpy_compat
 from .data import ResumableTrainLoader
 from .datasets import VOC_SUBMISSION, evaluator_type
-from .engine import (DetectionEngine, SeededSteps, TrainJob, evaluate, load_weights, paper_metrics,
-                     register_and_check, setup_run)
+from .engine import (DetectionEngine, SeededSteps, TrainJob, evaluate, load_weights_to_evaluate,
+                     paper_metrics, register_and_check, setup_run)
 from .voc_submission import VOCSubmissionWriter
 
 logger = logging.getLogger("detectron2.resnet_backbone")
@@ -250,15 +250,12 @@ def register(cfg, args) -> None:
 def train_and_evaluate(args):
     """The whole job of ``resnet-train-det`` for a YAML config: (output folder, results by
     dataset)."""
-    from .pretrained import check_evaluated_predictor
-
     cfg = setup(args)
     register(cfg, args)
     if args.eval_only:
         model = DetectionTrainer.build_model(cfg)
         checkpointer = DetectionTrainer.build_checkpointer(cfg, model)
-        load_weights(model, checkpointer, cfg.MODEL.WEIGHTS, args.resume)
-        check_evaluated_predictor(checkpointer.last_load)
+        load_weights_to_evaluate(model, checkpointer, cfg.MODEL.WEIGHTS, args.resume)
         results = flat_results(cfg, DetectionTrainer.test(cfg, model))
         if cfg.TEST.AUG.ENABLED:
             results.update(DetectionTrainer.test_with_TTA(cfg, model))

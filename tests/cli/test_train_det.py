@@ -79,7 +79,8 @@ def test_cli_trains_checkpoints_logs_and_evaluates(trained):
     assert (proc.stderr + proc.stdout).count("Paper metric: t_val") == 2  # at iterations 2 and 4
     assert "eta:" in proc.stderr + proc.stdout  # CommonMetricPrinter progress
     results = json.loads((out / "results.json").read_text())["results"]["t_val"]["bbox"]
-    assert 0 <= results["AP50"] <= 100 and "AP" in results
+    last_eval = [m for m in metrics if "bbox/AP50" in m][-1]  # the final model's, at iteration 4
+    assert last_eval["bbox/AP50"] == pytest.approx(results["AP50"]) and "AP" in results
     assert "Paper metric: t_val: COCO mAP@.5" in proc.stderr + proc.stdout
 
 
@@ -109,21 +110,6 @@ def test_eval_only_on_saved_checkpoint_with_test_time_augmentation(trained, tmp_
     assert (tmp_path / "inference_TTA" / "t_val" / "coco_instances_results.json").is_file()
 
 
-@pytest.mark.parametrize("improvement", [
-    ["MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True"],
-    ["MODEL.META_ARCHITECTURE", "PaperRCNN", "MODEL.PAPER_IMPROVEMENTS.TEST_SCALES", "(96, 128, 192)"],
-], ids=["box_refinement", "multiscale_testing"])
-def test_eval_only_with_an_inference_improvement_of_the_appendix(trained, tmp_path, improvement):
-    """The appendix's test-time improvements evaluate a trained baseline (in-process)."""
-    out, args, _ = trained
-    args = [a if a != str(out) else str(tmp_path) for a in args]
-    assert train_det.main(["--eval-only", *args, "MODEL.WEIGHTS", str(out / "model_0000003.pth"),
-                           *improvement]) == 0
-    results = json.loads((tmp_path / "results.json").read_text())["results"]["t_val"]["bbox"]
-    assert 0 <= results["AP50"] <= 100
-    assert json.loads((tmp_path / "inference" / "t_val" / "coco_instances_results.json").read_text())
-
-
 def test_eval_only_refuses_a_box_predictor_the_weights_do_not_fill(trained, tmp_path, capsys):
     """A baseline checkpoint under GLOBAL_CONTEXT (a predictor of twice the inputs) would be
     evaluated with a random predictor: an error, not meaningless numbers."""
@@ -147,8 +133,8 @@ def test_global_context_and_box_refinement_train_then_evaluate(shapes_coco, coco
         "MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True"]) == 0
     weights = load_checkpoint_file(tmp_path / "model_final.pth")["model"]
     assert weights["roi_heads.box_predictor.cls_score.weight"].shape == (4, 2 * 512)
-    results = json.loads((tmp_path / "results.json").read_text())["results"]["t_val"]["bbox"]
-    assert 0 <= results["AP50"] <= 100
+    detected = json.loads((tmp_path / "inference" / "t_val" / "coco_instances_results.json").read_text())
+    assert detected and all(d["bbox"][2] > 0 and d["bbox"][3] > 0 for d in detected)
 
 
 def test_visualize_draws_predictions(trained, coco_val, tmp_path):
@@ -263,13 +249,51 @@ def test_voc_evaluation_of_a_model(voc_dataset):
 SHORT_DEMO = ["SOLVER.MAX_ITER", "120", "SOLVER.STEPS", "(100,)", "SOLVER.WARMUP_ITERS", "30",
               "SOLVER.CHECKPOINT_PERIOD", "1000"]
 SHORT_DEMO_MIN_AP50 = 50.0
+#: The appendix's test-time improvements on the short demo's model: the paper's pyramid
+#: (shorter sides 200..1000 around the test scale 600) and scale-selection size (224) scaled to
+#: the demo's test scale, 160 (x 160/600).
+DEMO_TEST_TIME_IMPROVEMENTS = {
+    "box_refinement": ["MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True"],
+    "multiscale_testing": ["MODEL.META_ARCHITECTURE", "PaperRCNN",
+                           "MODEL.PAPER_IMPROVEMENTS.TEST_SCALES", "(53, 107, 160, 213, 267)",
+                           "MODEL.PAPER_IMPROVEMENTS.SCALE_SELECTION_SIZE", "60"],
+}
+#: AP50 of the short demo's model evaluated with each: measured MEASURED_IMPROVED (2026-12-04,
+#: Intel Xeon, 2 threads); the bound is the baseline's.
+MEASURED_IMPROVED = "TODO"
+
+
+def demo_ap50(out: Path) -> float:
+    box = json.loads((out / "results.json").read_text())["results"]["shapes_demo_val"]["bbox"]
+    return box["AP50"]
+
+
+@pytest.fixture(scope="module")
+def short_demo(tmp_path_factory):
+    """``python tools/train_det.py`` with no config and the short schedule: synthetic data,
+    training, COCO evaluation."""
+    out = tmp_path_factory.mktemp("short_demo")
+    proc = run_tool(*SHORT_DEMO, "OUTPUT_DIR", str(out), timeout=1200)  # ~80 s when idle
+    return out, proc
 
 
 @pytest.mark.slow
-def test_default_demo_learns(tmp_path):
-    """``python tools/train_det.py`` with no config: synthetic data, training, COCO evaluation."""
-    proc = run_tool(*SHORT_DEMO, "OUTPUT_DIR", str(tmp_path), timeout=1200)  # ~80 s when idle
-    box = json.loads((tmp_path / "results.json").read_text())["results"]["shapes_demo_val"]["bbox"]
-    assert box["AP50"] > SHORT_DEMO_MIN_AP50, f"AP50 {box['AP50']} (measured 76.7 to 87.8): {box}"
-    assert (tmp_path / "data" / "shapes_demo_val" / "annotations.json").is_file()
+def test_default_demo_learns(short_demo):
+    out, proc = short_demo
+    ap50 = demo_ap50(out)
+    assert ap50 > SHORT_DEMO_MIN_AP50, f"AP50 {ap50} (measured 76.7 to 87.8)"
+    assert (out / "data" / "shapes_demo_val" / "annotations.json").is_file()
     assert "Paper metric: shapes_demo_val: COCO mAP@.5" in proc.stderr + proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("improvement", sorted(DEMO_TEST_TIME_IMPROVEMENTS))
+def test_eval_only_with_a_test_time_improvement_of_the_appendix_detects(short_demo, tmp_path,
+                                                                         improvement):
+    """The appendix's test-time improvements evaluate the trained demo (``--eval-only``) and
+    still detect: a broken pyramid or refinement pass gives an AP50 near 0."""
+    out, _ = short_demo
+    run_tool("--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"),
+             *DEMO_TEST_TIME_IMPROVEMENTS[improvement], "OUTPUT_DIR", str(tmp_path))
+    ap50 = demo_ap50(tmp_path)
+    assert ap50 > SHORT_DEMO_MIN_AP50, f"{improvement}: AP50 {ap50} (measured {MEASURED_IMPROVED})"

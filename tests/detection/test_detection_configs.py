@@ -99,12 +99,21 @@ def test_config_builds_and_trains_one_step(config, shapes_coco_train):
         if improvements.TEST_SCALES:  # the paper's pyramid, relative to its 600: 0.33x .. 1.67x
             assert list(improvements.TEST_SCALES) == [200, 400, 600, 800, 1000]
             model.test_scales = (48, 96, 144)
-        model.roi_heads.box_predictor.test_score_thresh = -1.0  # every class of every region
+        # every class of every region, so that the boxes of both passes can be checked
+        model.roi_heads.box_predictor.test_score_thresh = -1.0
+        heads, passes = model.roi_heads, []
+        region_features = heads.region_features
+        heads.region_features = lambda features, regions: (
+            passes.append(type(features).__name__) or region_features(features, regions))
         model.eval()
         with torch.no_grad():
             image = batch[0]["image"]
             (output,) = model([{"image": image, "height": image.shape[1],
                                 "width": image.shape[2]}])
+        # the config switches its improvements on: a second pass for refinement, region
+        # features from the pyramid for multi-scale testing
+        features = "ScalePyramid" if improvements.TEST_SCALES else "dict"
+        assert passes == [features] * (2 if improvements.BOX_REFINEMENT else 1)
         detections = output["instances"]
         assert len(detections) > 0 and detections.scores.isfinite().all()
         assert detections.pred_boxes.tensor.isfinite().all()

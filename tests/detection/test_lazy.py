@@ -56,8 +56,12 @@ TINY_R18 = ["model.backbone.depth=18", "model.roi_heads.res5.depth=18",
 
 
 def test_every_row_has_a_lazyconfig_and_none_is_a_package():
-    assert [p.stem for p in LAZY] == [f"faster_rcnn_{net}_{data}" for net in ("R_101_C4", "VGG16")
-                                      for data in ("coco2014", "voc0712")]
+    rows = [f"faster_rcnn_{net}_{data}" for net in ("R_101_C4", "VGG16")
+            for data in ("coco2014", "voc0712")]
+    appendix = [f"faster_rcnn_R_101_C4_{row}" for row in (
+        "coco2014_refine", "coco2014_refine_context", "coco2014_refine_context_multiscale",
+        "voc0712_plus3")]
+    assert [p.stem for p in LAZY] == sorted(rows + appendix)
     for path in LAZY:
         assert (CONFIG_DIR / f"{path.stem}.yaml").is_file()
         assert path.read_text().startswith("# Table "), "header comment: the table row"
@@ -263,6 +267,26 @@ def test_lazyconfig_global_context_takes_twice_the_predictor_width():
     with pytest.raises(ValueError, match="box predictor takes 512 channels; res5 gives 512 and "
                                          "global context doubles it"):
         build_lazy_model(load_config(config, context))
+
+
+def test_lazyconfig_eval_only_refuses_a_box_predictor_the_weights_do_not_fill(capsys, tmp_path,
+                                                                             shapes_coco):
+    """As the YAML path: ``--eval-only`` with no weights, or with a baseline checkpoint under
+    global context (a predictor of twice the inputs), would evaluate a random box predictor."""
+    config = str(CONFIG_DIR / "faster_rcnn_R_101_C4_voc0712.py")
+    torch.manual_seed(0)
+    baseline = tmp_path / "baseline.pth"
+    torch.save({"model": build_lazy_model(load_config(config, TINY_R18)).state_dict()}, baseline)
+    args = ["--config-file", config, "--eval-only", "--dataset", "lazy_eval", *shapes_coco,
+            *TINY_R18, "dataloader.test.dataset.names=lazy_eval", f"train.output_dir={tmp_path}"]
+    context = ["model.roi_heads.global_context=True",
+               "model.roi_heads.box_predictor.input_shape.channels=1024"]
+    for opts, message in [([], "MODEL.WEIGHTS empty would evaluate a random detector"),
+                          ([f"train.init_checkpoint={baseline}", *context],
+                           f"--eval-only: {baseline} has no weights of this model's box predictor")]:
+        assert train_det.main([*args, *opts]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and message in err[-1], err[-1]
 
 
 def run_tool(*args):

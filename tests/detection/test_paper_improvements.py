@@ -6,12 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.utils.events import EventStorage
 
 from resnet_backbone.detection import get_detection_cfg
 from resnet_backbone.detection.box_refinement import box_voting, top_class_boxes
 from resnet_backbone.detection.demo import demo_config_file
-from resnet_backbone.detection.multiscale import check_test_scales, select_adjacent_scales
+from resnet_backbone.detection.multiscale import (ScalePyramid, build_scale_pyramid,
+                                                  check_test_scales, select_adjacent_scales)
 
 #: The demo's ResNet-18 C4 detector (3 classes) on 128 x 160 images.
 SMALL = ["INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160"]
@@ -76,6 +78,63 @@ def test_global_context_feature_is_the_whole_image_through_res5(images):
     torch.testing.assert_close(x[0, 512:], x[1, 512:])  # one global feature per image
 
 
+def test_global_context_in_training_normalises_regions_and_whole_images_as_one_batch(images):
+    """With BN in training (the demo's ResNet-18), the whole-image RoI goes through res5 in the
+    regions' batch: a region that is the whole image gets exactly the context feature, and each
+    BN layer of res5 updates its running statistics once per step. (A separate pass normalised
+    the context by a batch of one RoI per image and updated the statistics twice.)"""
+    model = detector("MODEL.PAPER_IMPROVEMENTS.GLOBAL_CONTEXT", "True")
+    norms = [m for m in model.roi_heads.res5.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms, "the demo's res5 has BN layers"
+    regions = [Instances((128, 160), proposal_boxes=Boxes(torch.tensor(
+        [[10.0, 20.0, 60.0, 90.0], [30.0, 5.0, 150.0, 70.0], [0.0, 0.0, 160.0, 128.0]])))]
+    features = model.backbone(model.preprocess_image(images[:1]).tensor)
+    model.train()
+    with torch.no_grad():
+        x = model.roi_heads.region_features(features, regions)
+    torch.testing.assert_close(x[2, :512], x[2, 512:])
+    assert [int(m.num_batches_tracked) for m in norms] == [1] * len(norms)
+
+
+def test_global_context_is_each_images_own_in_a_batch_of_two_sizes(images):
+    """Two images of different sizes, padded into one batch: each region gets the context of its
+    own image, the whole of it and nothing of the padding."""
+    model = detector("MODEL.PAPER_IMPROVEMENTS.GLOBAL_CONTEXT", "True")
+    small = {"image": images[1]["image"][:, :96, :112], "height": 96, "width": 112}
+    sizes = [(128, 160), (96, 112)]
+    regions = [Instances(size, proposal_boxes=Boxes(torch.tensor([[0.0, 0.0, size[1], size[0]]])))
+               for size in sizes]
+    with torch.no_grad():
+        batch = model.preprocess_image([images[0], small])
+        assert batch.image_sizes == sizes and tuple(batch.tensor.shape[2:]) == (128, 160)
+        x = model.roi_heads.region_features(model.backbone(batch.tensor), regions)
+    # each region is its whole image, so its feature equals its image's context
+    torch.testing.assert_close(x[:, :512], x[:, 512:])
+    assert not torch.allclose(x[0, 512:], x[1, 512:])
+
+
+def training_losses(model, images):
+    """The detector's training losses on ``images`` with one ground-truth box each, RNG fixed (the
+    RPN's and the ROI heads' sampling)."""
+    batch = [dict(image, instances=Instances((image["height"], image["width"]),
+                                             gt_boxes=Boxes(torch.tensor([[20.0, 30.0, 90.0, 100.0]])),
+                                             gt_classes=torch.tensor([1])))
+             for image in images]
+    model.train()
+    torch.manual_seed(3)
+    with EventStorage():  # the heads log their sampling statistics
+        return {name: float(loss) for name, loss in model(batch).items()}
+
+
+def test_box_refinement_leaves_training_unchanged(images):
+    """Refinement is inference only: the same weights give the same training losses."""
+    baseline = detector()
+    refined = same_weights(baseline, "MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True")
+    expected = training_losses(baseline, images)
+    assert set(expected) >= {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"}
+    assert training_losses(refined, images) == pytest.approx(expected, rel=1e-6)
+
+
 def test_box_refinement_with_zero_box_deltas_reproduces_the_baseline(images):
     """Zero deltas: each regressed box is its proposal, so the second pass repeats the first,
     and NMS on the union keeps exactly the baseline's detections (voting off)."""
@@ -89,13 +148,74 @@ def test_box_refinement_with_zero_box_deltas_reproduces_the_baseline(images):
     assert_same_detections(detections(refined, images), detections(baseline, images), atol=1e-5)
 
 
-def test_box_refinement_changes_the_detections_of_a_regressing_head(images):
-    baseline = detector()
-    refined = same_weights(baseline, "MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True")
-    ours, theirs = detections(refined, images), detections(baseline, images)
-    assert all(len(d) > 0 and d.pred_boxes.tensor.isfinite().all() for d in ours)
-    assert not all(len(a) == len(b) and torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
-                   for a, b in zip(ours, theirs))
+def record_region_calls(model, monkeypatch):
+    """The ``regions`` of every ``roi_heads.region_features`` call, in order."""
+    calls, original = [], model.roi_heads.region_features
+    monkeypatch.setattr(model.roi_heads, "region_features",
+                        lambda features, regions: calls.append(regions) or original(features, regions))
+    return calls
+
+
+def test_box_refinement_pools_its_second_pass_from_the_regressed_box(images, monkeypatch):
+    """A head that regresses every box by a known shift (dx = 0.1: a tenth of its width to the
+    right): the second pass must pool exactly those shifted boxes, clipped to the image."""
+    model = detector("MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True", *NO_VOTING)
+    predictor = model.roi_heads.box_predictor
+    with torch.no_grad():
+        predictor.bbox_pred.weight.zero_()
+        predictor.bbox_pred.bias.copy_(torch.tensor([1.0, 0, 0, 0]).repeat(3))  # weights (10, 10, 5, 5)
+    calls = record_region_calls(model, monkeypatch)
+    detections(model, images)
+    assert len(calls) == 2  # the first pass and the refinement, each over the whole batch
+    for first, second in zip(*calls):
+        boxes = first.proposal_boxes.tensor
+        shift = 0.1 * (boxes[:, 2] - boxes[:, 0])
+        expected = Boxes(boxes + torch.stack([shift, 0 * shift, shift, 0 * shift], dim=1))
+        expected.clip(first.image_size)
+        assert len(boxes) > 0
+        torch.testing.assert_close(second.proposal_boxes.tensor, expected.tensor)
+
+
+def max_same_class_iou(instances) -> float:
+    iou = pairwise_iou(instances.pred_boxes, instances.pred_boxes)
+    same = instances.pred_classes[:, None] == instances.pred_classes[None, :]
+    iou = iou.masked_fill(~same | torch.eye(len(instances), dtype=torch.bool), 0.0)
+    return float(iou.max())
+
+
+def test_box_refinement_nms_uses_its_own_threshold(images):
+    """NMS on the union of both passes runs at REFINEMENT_NMS_THRESH, not NMS_THRESH_TEST (both
+    are 0.3 in the paper's configs, so only different values show which one is used)."""
+    def refined(refinement_nms, test_nms):
+        return detections(detector("MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True", *NO_VOTING,
+                                   "MODEL.PAPER_IMPROVEMENTS.REFINEMENT_NMS_THRESH", refinement_nms,
+                                   "MODEL.ROI_HEADS.NMS_THRESH_TEST", test_nms), images)
+    strict = refined("0.3", "1.0")
+    assert all(len(d) > 1 and max_same_class_iou(d) <= 0.3 for d in strict)
+    loose = refined("1.0", "0.3")  # the union's near-duplicates survive (measured IoU ~0.97)
+    assert max(max_same_class_iou(d) for d in loose) > 0.6
+
+
+@pytest.mark.parametrize("context,multiscale", [(False, False), (True, False), (True, True)],
+                         ids=["refinement", "refinement+context", "refinement+context+multiscale"])
+def test_an_image_without_proposals_gets_no_detection_and_its_batch_theirs(images, context,
+                                                                         multiscale):
+    """An image the RPN gives no proposal (an empty image, an untrained RPN) gets no detection,
+    and the other images of its batch theirs."""
+    model = detector("MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True",
+                     "MODEL.PAPER_IMPROVEMENTS.GLOBAL_CONTEXT", str(context),
+                     "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "-1.0")
+    batch = model.preprocess_image(images)
+    proposals = [Instances(size, proposal_boxes=Boxes(boxes), objectness_logits=torch.zeros(len(boxes)))
+                 for size, boxes in zip(batch.image_sizes, [torch.zeros(0, 4), torch.tensor(
+                     [[10.0, 20.0, 60.0, 90.0], [30.0, 5.0, 150.0, 70.0]])])]
+    with torch.no_grad():
+        features = model.backbone(batch.tensor)
+        if multiscale:
+            features = build_scale_pyramid(model.backbone, batch, features, "res4", (96, 128, 192),
+                                           224)
+        empty, other = model.roi_heads(batch, features, proposals)[0]
+    assert len(empty) == 0 and len(other) > 0
 
 
 def test_top_class_boxes_takes_each_regions_best_class_clipped():
@@ -134,14 +254,72 @@ def test_multiscale_testing_on_the_single_test_scale_is_single_scale_testing(ima
     assert_same_detections(detections(multi, images), detections(single, images))
 
 
-def test_multiscale_testing_pools_from_the_pyramid(images):
-    single = detector()
-    multi = same_weights(single, "MODEL.META_ARCHITECTURE", "PaperRCNN",
-                         "MODEL.PAPER_IMPROVEMENTS.TEST_SCALES", "[256, 64, 128]")
-    assert multi.test_scales == (64, 128, 256)  # ascending
-    ours = detections(multi, images)
-    assert all(len(d) > 0 and d.pred_boxes.tensor.isfinite().all() for d in ours)
-    assert not torch.equal(ours[0].scores, detections(single, images)[0].scores)
+def test_pyramid_levels_are_the_backbone_on_the_resized_image(images):
+    """Scales [64, 128, 256] of a 128 x 160 input: res4 maps (stride 16) of 64 x 80, the input's
+    own map (the same tensor, not recomputed) and 256 x 320."""
+    model = detector()
+    with torch.no_grad():
+        batch = model.preprocess_image(images)
+        features = model.backbone(batch.tensor)
+        pyramid = build_scale_pyramid(model.backbone, batch, features, "res4", (64, 128, 256), 224)
+    for maps, factors, i in zip(pyramid.maps, pyramid.factors, range(2)):
+        assert factors.tolist() == [0.5, 1.0, 2.0]
+        assert [tuple(m.shape[2:]) for m in maps] == [(4, 5), (8, 10), (16, 20)]
+        assert maps[1].data_ptr() == features["res4"][i:i + 1].data_ptr()
+    assert pyramid.single_scale is features
+
+
+def ramp_pyramid(maxout_after_res5: bool) -> ScalePyramid:
+    """Two levels (factors 0.5 and 1) of one 320-px-wide image, 3 channels of known values:
+    channel 0 is each cell's x coordinate in input-image pixels (so a box pooled at its scaled
+    coordinates averages to its centre x at both levels); channels 1 and 2 are constants, 7 and
+    2 at the first level, 4 and 5 at the second."""
+    maps = []
+    for factor, constants in ((0.5, (7.0, 2.0)), (1.0, (4.0, 5.0))):
+        height, width = int(16 * factor), int(20 * factor)  # stride 16 cells of a 256 x 320 image
+        x = (torch.arange(width, dtype=torch.float32) + 0.5) * 16 / factor
+        feature_map = torch.stack([x.expand(height, width),
+                                   torch.full((height, width), constants[0]),
+                                   torch.full((height, width), constants[1])])
+        maps.append(feature_map[None])
+    return ScalePyramid([maps], [torch.tensor([0.5, 1.0])], 224, {}, maxout_after_res5)
+
+
+def test_pyramid_pools_each_box_at_its_scaled_coordinates_and_takes_the_maximum():
+    pooler = detector().roi_heads.pooler  # ROIAlignV2, 1/16
+    box = Boxes(torch.tensor([[96.0, 64.0, 160.0, 128.0]]))  # centre x 128
+    mean = lambda pooled: pooled.mean(dim=[2, 3])  # noqa: E731 (a linear head)
+    features = ramp_pyramid(True).region_features(pooler, [box], mean)
+    # x centre at both levels (unscaled coordinates would read 256 at factor 0.5), then the max
+    # of each channel over the two levels
+    torch.testing.assert_close(features, torch.tensor([[128.0, 7.0, 5.0]]))
+
+
+@pytest.mark.parametrize("after_res5, expected", [(True, [-128.0, -4.0, -2.0]),
+                                                  (False, [-128.0, -7.0, -5.0])])
+def test_maxout_comes_after_the_head_as_the_paper_says(after_res5, expected):
+    """A head that negates: the max of the heads' outputs (the paper: pooling and the layers
+    after it at each scale, then maxout) is minus the smaller level; the head of the max of the
+    pooled maps (the cheaper option) is minus the larger."""
+    pooler = detector().roi_heads.pooler
+    box = Boxes(torch.tensor([[96.0, 64.0, 160.0, 128.0]]))
+    negated_mean = lambda pooled: -pooled.mean(dim=[2, 3])  # noqa: E731
+    features = ramp_pyramid(after_res5).region_features(pooler, [box], negated_mean)
+    torch.testing.assert_close(features, torch.tensor([expected]))
+
+
+def test_global_context_under_multiscale_testing_comes_from_the_single_scale_map(images):
+    """The context is trained on the single-scale map; a pyramid without that scale must not
+    change it."""
+    model = detector("MODEL.PAPER_IMPROVEMENTS.GLOBAL_CONTEXT", "True")
+    regions = [Instances((128, 160), proposal_boxes=Boxes(torch.tensor([[10.0, 20.0, 60.0, 90.0]])))]
+    with torch.no_grad():
+        batch = model.preprocess_image(images[:1])
+        features = model.backbone(batch.tensor)
+        pyramid = build_scale_pyramid(model.backbone, batch, features, "res4", (64, 256), 224)
+        single, multi = (model.roi_heads.region_features(f, regions) for f in (features, pyramid))
+    torch.testing.assert_close(multi[:, 512:], single[:, 512:])
+    assert not torch.allclose(multi[:, :512], single[:, :512])  # the region itself: the pyramid
 
 
 def test_scale_selection_takes_the_two_scales_around_the_one_of_a_224_pixel_roi():
