@@ -2,7 +2,7 @@
 """Measure the appendix's detection improvements (box refinement, global context, multi-scale
 testing): what they cost at the paper's scale, and what they change on the demo.
 
-    python scripts/measure_appendix.py cost [--images 3] [--json out.json]   # ~10 min, 2 cores
+    python scripts/measure_appendix.py cost [--images 3] [--json out.json]   # ~25 min, 2 cores
     python scripts/measure_appendix.py ap [--json out.json]                  # ~20 min, 2 cores
     python scripts/measure_appendix.py render out.json                       # markdown table
 
@@ -11,8 +11,7 @@ weights with every FrozenBN calibrated on the image, so that the RPN gives its 3
 a trained one does; the rows report the regions the RoI head pooled) on CPU at the paper's test
 scale (shorter side 600, longer at most 1000), one image at a time: seconds per image and the
 peak resident memory of each test-time variant, each in its own process so that the peaks do not
-mix. Images of 600 x 800 (a typical COCO image) and 600 x 1000 (the largest the 1000-pixel cap
-lets through at scale 600).
+mix, on the inputs of ``SIZES``.
 
 ``ap``: the demo (``python tools/train_det.py``: synthetic shapes, ResNet-18 C4 from scratch,
 300 iterations) trained twice, as it is and with global context, and each model evaluated on
@@ -37,6 +36,11 @@ DEMO_SCALES = "(53, 107, 160, 213, 267)"  # the paper's x 160/600
 MULTISCALE = ["MODEL.META_ARCHITECTURE", "PaperRCNN"]
 REFINE = ["MODEL.PAPER_IMPROVEMENTS.BOX_REFINEMENT", "True"]
 ROI_POOL_MAXOUT = ["MODEL.PAPER_IMPROVEMENTS.MAXOUT_AFTER_RES5", "False"]
+NO_CAP = ["MODEL.PAPER_IMPROVEMENTS.PYRAMID_MAX_SIZE", "0"]
+#: Inputs at the paper's test scale: a typical COCO image, the largest the 1000-pixel cap lets
+#: through at 600, and a 1:5 panorama (shorter side 200 after the cap), whose pyramid's
+#: 1000-pixel level would be 1000 x 5000 without PYRAMID_MAX_SIZE.
+SIZES = ("600x800", "600x1000", "200x1000")
 
 
 def test_time_variants(scales: str, selection_size: str) -> dict:
@@ -53,6 +57,13 @@ def test_time_variants(scales: str, selection_size: str) -> dict:
     }
 
 
+def cost_variants() -> dict:
+    """The paper-scale test-time variants, and the pyramid without its longer-side cap."""
+    variants = test_time_variants(PAPER_SCALES, "224")
+    variants["multi-scale, no longer-side cap"] = variants["multi-scale (maxout after res5)"] + NO_CAP
+    return variants
+
+
 def cost_one(variant: str, height: int, width: int, images: int) -> dict:
     """Seconds per image (median after one warm-up) and peak RSS of one variant, in this
     process."""
@@ -64,7 +75,7 @@ def cost_one(variant: str, height: int, width: int, images: int) -> dict:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     cfg = get_detection_cfg(str(PAPER_CONFIG), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "",
-                                                *test_time_variants(PAPER_SCALES, "224")[variant]])
+                                                *cost_variants()[variant]])
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     generator = torch.Generator().manual_seed(0)
@@ -99,8 +110,8 @@ def cost_one(variant: str, height: int, width: int, images: int) -> dict:
 
 def cost(args) -> list:
     rows = []
-    for height, width in ((600, 800), (600, 1000)):
-        for variant in test_time_variants(PAPER_SCALES, "224"):
+    for height, width in (map(int, size.split("x")) for size in args.sizes):
+        for variant in args.variants or cost_variants():
             proc = subprocess.run([sys.executable, __file__, "cost-one", "--variant", variant,
                                    "--size", str(height), str(width), "--images", str(args.images)],
                                   capture_output=True, text=True, check=False)
@@ -150,6 +161,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("cost")
     c.add_argument("--images", type=int, default=3, help="timed images per variant (after one warm-up)")
+    c.add_argument("--sizes", nargs="+", default=list(SIZES), help="HEIGHTxWIDTH inputs")
+    c.add_argument("--variants", nargs="+", choices=list(cost_variants()),
+                   help="default: all")
     one = sub.add_parser("cost-one")
     one.add_argument("--variant", required=True)
     one.add_argument("--size", type=int, nargs=2, required=True)

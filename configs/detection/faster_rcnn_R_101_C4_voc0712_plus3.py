@@ -14,7 +14,7 @@ from .faster_rcnn_R_101_C4_voc0712 import dataloader, lr_multiplier, model, opti
 
 model = L(PaperRCNN)(**{k: v for k, v in model.items() if k != "_target_"},
                      test_scales=[200, 400, 600, 800, 1000], scale_selection_size=224,
-                     maxout_after_res5=True)
+                     maxout_after_res5=True, pyramid_max_size=4000)
 model.proposal_generator.anchor_generator.sizes = [[64, 128, 256, 512]]
 model.proposal_generator.head.num_anchors = 12  # 4 sizes x 3 aspect ratios
 model.roi_heads.box_refinement = True

@@ -97,6 +97,11 @@ def add_paper_resnet_config(cfg: CN) -> CN:
         # max of the two RoI-pooled res4 maps, then res5 once (half the res5 cost; BENCHMARKS.md
         # "Appendix cost" measures both).
         MAXOUT_AFTER_RES5=True,
+        # The longest side of a pyramid level, in pixels (0: no cap). The paper gives shorter
+        # sides only; 4000 is Detectron's TEST.BBOX_AUG.MAX_SIZE. The paper's pyramid of a
+        # 600 x 1000 input peaks at 1000 x 1667, far below it: the cap only bounds the memory of
+        # very elongated images (a 200 x 1000 input's 1000-pixel level would be 1000 x 5000).
+        PYRAMID_MAX_SIZE=4000,
     ))
     # Datasets are checked before a job (resnet_backbone.detection.validation): False skips
     # (and counts) the bad annotations of a training set; True makes any problem an error.

@@ -19,17 +19,22 @@ from .roi_heads import PaperRes5ROIHeads
 class PaperRCNN(GeneralizedRCNN):
     """``GeneralizedRCNN`` with the paper's multi-scale testing (``test_scales``, from
     ``MODEL.PAPER_IMPROVEMENTS.TEST_SCALES``): proposals from the single-scale image, region
-    features from the image pyramid (``maxout_after_res5``: where the two scales are merged, see
-    ``.multiscale``). Training, weights and single-scale inference are
-    ``GeneralizedRCNN``'s; the ROI heads must be ``PaperRes5ROIHeads``."""
+    features from the image pyramid (``maxout_after_res5``: where the two scales are merged;
+    ``pyramid_max_size``: the cap on a level's longer side; see ``.multiscale``). Training,
+    weights and single-scale inference are ``GeneralizedRCNN``'s; the ROI heads must be
+    ``PaperRes5ROIHeads``."""
 
     @configurable
     def __init__(self, *, test_scales: Sequence[int] = (), scale_selection_size: float = 224,
-                 maxout_after_res5: bool = True, **kwargs):
+                 maxout_after_res5: bool = True, pyramid_max_size: int = 4000, **kwargs):
         super().__init__(**kwargs)
         self.test_scales = check_test_scales(test_scales)
         self.scale_selection_size = float(scale_selection_size)
         self.maxout_after_res5 = bool(maxout_after_res5)
+        if int(pyramid_max_size) < 0:
+            raise ValueError(f"MODEL.PAPER_IMPROVEMENTS.PYRAMID_MAX_SIZE must be >= 0 (0: no cap); "
+                             f"got {pyramid_max_size}")
+        self.pyramid_max_size = int(pyramid_max_size)
         if self.test_scales and not isinstance(self.roi_heads, PaperRes5ROIHeads):
             raise ValueError("Multi-scale testing (MODEL.PAPER_IMPROVEMENTS.TEST_SCALES) needs "
                              "MODEL.ROI_HEADS.NAME PaperRes5ROIHeads (the C4 head); got "
@@ -41,7 +46,8 @@ class PaperRCNN(GeneralizedRCNN):
         improvements = cfg.MODEL.PAPER_IMPROVEMENTS
         ret.update(test_scales=improvements.TEST_SCALES,
                    scale_selection_size=improvements.SCALE_SELECTION_SIZE,
-                   maxout_after_res5=improvements.MAXOUT_AFTER_RES5)
+                   maxout_after_res5=improvements.MAXOUT_AFTER_RES5,
+                   pyramid_max_size=improvements.PYRAMID_MAX_SIZE)
         return ret
 
     def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
@@ -56,7 +62,8 @@ class PaperRCNN(GeneralizedRCNN):
             proposals = [x["proposals"].to(self.device) for x in batched_inputs]
         name = self.roi_heads.in_features[0]
         pyramid = build_scale_pyramid(self.backbone, images, features, name, self.test_scales,
-                                      self.scale_selection_size, self.maxout_after_res5)
+                                      self.scale_selection_size, self.maxout_after_res5,
+                                      self.pyramid_max_size)
         results, _ = self.roi_heads(images, pyramid, proposals, None)
         if do_postprocess:
             return GeneralizedRCNN._postprocess(results, batched_inputs, images.image_sizes)

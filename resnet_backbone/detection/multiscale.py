@@ -20,7 +20,10 @@ its region features from it. Our readings:
   are merged by an element-wise max (``maxout_after_res5``). The cheaper order, the max of the
   two RoI-pooled res4 maps and res5 once, is the option ``maxout_after_res5=False``.
 * The pyramid is resized from the network's input image (as detectron2's
-  ``GeneralizedRCNNWithTTA`` does), bilinearly with antialiasing when it shrinks.
+  ``GeneralizedRCNNWithTTA`` does), bilinearly with antialiasing when it shrinks. The paper
+  gives shorter sides only; a level's longer side is capped (``max_size``, 4000 by default:
+  Detectron's ``TEST.BBOX_AUG.MAX_SIZE``), which the paper's 1000-pixel level of a 600 x 1000
+  input (1000 x 1667) never reaches; it bounds the memory of very elongated images.
 * Global context comes from the single-scale map (``single_scale``): the scale it was trained
   on, not the pyramid level the scale rule would pick for a whole-image box.
 """
@@ -100,20 +103,32 @@ class ScalePyramid:
         return torch.cat(merged_per_image, dim=0)
 
 
+def pyramid_factor(height: int, width: int, scale: int, max_size: int = 0) -> float:
+    """The resize factor that gives an image of ``height`` x ``width`` the shorter side
+    ``scale``, lowered where the longer side would exceed ``max_size`` (0: no cap)."""
+    factor = scale / min(height, width)
+    if max_size and max(height, width) * factor > max_size:
+        factor = max_size / max(height, width)
+    return factor
+
+
 def build_scale_pyramid(backbone, images: ImageList, features: Dict[str, torch.Tensor],
                         feature_name: str, scales: Sequence[int], target_size: float,
-                        maxout_after_res5: bool = True) -> ScalePyramid:
-    """The pyramid of each image's ``feature_name`` map at shorter sides ``scales``.
-    ``features``: the backbone's single-scale outputs on ``images``; a scale equal to the input's
-    shorter side reuses them, so a one-scale pyramid at the test scale is exactly single-scale
-    testing."""
+                        maxout_after_res5: bool = True, max_size: int = 0) -> ScalePyramid:
+    """The pyramid of each image's ``feature_name`` map at shorter sides ``scales``, each level's
+    longer side at most ``max_size`` (0: no cap; ``pyramid_factor``). ``features``: the
+    backbone's single-scale outputs on ``images``; a scale equal to the input's shorter side
+    reuses them, so a one-scale pyramid at the test scale is exactly single-scale testing. Levels
+    that the cap makes equal share one map."""
     maps, factors = [], []
     for i, (height, width) in enumerate(images.image_sizes):
         image_maps, image_factors = [], []
         for scale in scales:
-            factor = scale / min(height, width)
+            factor = pyramid_factor(height, width, scale, max_size)
             if abs(factor - 1.0) < 1e-6:
                 image_maps.append(features[feature_name][i:i + 1])
+            elif image_factors and abs(factor - image_factors[-1]) < 1e-6:
+                image_maps.append(image_maps[-1])  # capped like the level before
             else:
                 image = images.tensor[i:i + 1, :, :height, :width]
                 size = (max(1, round(height * factor)), max(1, round(width * factor)))

@@ -13,7 +13,8 @@ from resnet_backbone.detection import get_detection_cfg
 from resnet_backbone.detection.box_refinement import box_voting, top_class_boxes
 from resnet_backbone.detection.demo import demo_config_file
 from resnet_backbone.detection.multiscale import (ScalePyramid, build_scale_pyramid,
-                                                  check_test_scales, select_adjacent_scales)
+                                                  check_test_scales, pyramid_factor,
+                                                  select_adjacent_scales)
 
 #: The demo's ResNet-18 C4 detector (3 classes) on 128 x 160 images.
 SMALL = ["INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160"]
@@ -269,6 +270,32 @@ def test_pyramid_levels_are_the_backbone_on_the_resized_image(images):
     assert pyramid.single_scale is features
 
 
+def test_pyramid_caps_the_longer_side_of_each_level():
+    """A 32 x 160 input (1:5), scales [32, 64, 128]: the levels 32 x 160, 64 x 320 and, capped
+    at a longer side of 320, 64 x 320 again (the same map, not recomputed); no cap (0) gives
+    128 x 640."""
+    model = detector()
+    image = {"image": torch.rand(3, 32, 160, generator=torch.Generator().manual_seed(2)) * 255,
+             "height": 32, "width": 160}
+    with torch.no_grad():
+        batch = model.preprocess_image([image])
+        features = model.backbone(batch.tensor)
+        capped, uncapped = (build_scale_pyramid(model.backbone, batch, features, "res4",
+                                                (32, 64, 128), 224, max_size=max_size)
+                            for max_size in (320, 0))
+    assert capped.factors[0].tolist() == [1.0, 2.0, 2.0]
+    assert [tuple(m.shape[2:]) for m in capped.maps[0]] == [(2, 10), (4, 20), (4, 20)]
+    assert capped.maps[0][2] is capped.maps[0][1]
+    assert uncapped.factors[0].tolist() == [1.0, 2.0, 4.0]
+    assert tuple(uncapped.maps[0][2].shape[2:]) == (8, 40)
+
+
+def test_the_paper_pyramid_of_a_600_x_1000_input_is_not_capped():
+    assert [pyramid_factor(600, 1000, s, 4000) for s in (200, 400, 600, 800, 1000)] == \
+        [s / 600 for s in (200, 400, 600, 800, 1000)]
+    assert pyramid_factor(200, 1000, 1000, 4000) == 4.0  # 1000 x 5000 -> 800 x 4000
+
+
 def ramp_pyramid(maxout_after_res5: bool) -> ScalePyramid:
     """Two levels (factors 0.5 and 1) of one 320-px-wide image, 3 channels of known values:
     channel 0 is each cell's x coordinate in input-image pixels (so a box pooled at its scaled
@@ -337,6 +364,8 @@ def test_scale_selection_takes_the_two_scales_around_the_one_of_a_224_pixel_roi(
 @pytest.mark.parametrize("opts, message", [
     (["MODEL.PAPER_IMPROVEMENTS.TEST_SCALES", "[200, 0]"], "distinct positive"),
     (["MODEL.PAPER_IMPROVEMENTS.BOX_VOTE_THRESH", "1.5"], r"\(0, 1\]"),
+    (["MODEL.META_ARCHITECTURE", "PaperRCNN", "MODEL.PAPER_IMPROVEMENTS.PYRAMID_MAX_SIZE", "-1"],
+     r"PYRAMID_MAX_SIZE must be >= 0 \(0: no cap\)"),
     (["MODEL.PAPER_IMPROVEMENTS.TEST_SCALES", "[200]", "MODEL.META_ARCHITECTURE",
       "GeneralizedRCNN"], "META_ARCHITECTURE PaperRCNN"),
 ])
