@@ -258,9 +258,10 @@ DEMO_TEST_TIME_IMPROVEMENTS = {
                            "MODEL.PAPER_IMPROVEMENTS.TEST_SCALES", "(53, 107, 160, 213, 267)",
                            "MODEL.PAPER_IMPROVEMENTS.SCALE_SELECTION_SIZE", "60"],
 }
-#: AP50 of the short demo's model evaluated with each: measured MEASURED_IMPROVED (2026-12-04,
-#: Intel Xeon, 2 threads); the bound is the baseline's.
-MEASURED_IMPROVED = "TODO"
+#: AP50 of the short demo's model evaluated with each, measured with
+#: ``scripts/measure_test_margins.py --workloads det-appendix --variants default 1-thread``
+#: (2026-12-05, Intel Xeon, seeds 0 and 1); the bound, SHORT_DEMO_MIN_AP50, is the baseline's.
+MEASURED_IMPROVED = {"box_refinement": "86.0 to 87.6", "multiscale_testing": "93.0 to 94.4"}
 
 
 def demo_ap50(out: Path) -> float:
@@ -296,4 +297,5 @@ def test_eval_only_with_a_test_time_improvement_of_the_appendix_detects(short_de
     run_tool("--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"),
              *DEMO_TEST_TIME_IMPROVEMENTS[improvement], "OUTPUT_DIR", str(tmp_path))
     ap50 = demo_ap50(tmp_path)
-    assert ap50 > SHORT_DEMO_MIN_AP50, f"{improvement}: AP50 {ap50} (measured {MEASURED_IMPROVED})"
+    assert ap50 > SHORT_DEMO_MIN_AP50, \
+        f"{improvement}: AP50 {ap50} (measured {MEASURED_IMPROVED[improvement]})"
