@@ -8,6 +8,8 @@ env:
 test: env
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
+DEMO_ARGS ?= --overwrite
+
 demo: env
 	.venv/bin/python tools/train_det.py $(DEMO_ARGS)
 

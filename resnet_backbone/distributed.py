@@ -13,8 +13,11 @@ the process group is initialised from the environment and nothing is spawned.
 """
 import os
 import random
+import signal
 import socket
 import sys
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Callable, List, Optional, Sequence
 
@@ -22,6 +25,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+
+from .stopping import RunStopped
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
@@ -158,14 +163,55 @@ def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1
                              args=(main_func, world_size, num_gpus_per_machine, machine_rank,
                                    dist_url, tuple(args), timeout))
     try:
-        while not ctx.join():
-            pass
+        with _forwarding_stop_signals([p.pid for p in ctx.processes]):
+            while not ctx.join():
+                pass
     except mp.ProcessExitedException as e:
+        if e.exit_code in STOPPED_EXIT_CODES:  # stopped on request, checkpoint saved; rank 0 said so
+            raise RunStopped("", e.exit_code - 128) from None
+        if e.exit_code == 2:  # a user error, which the worker has printed in its one line
+            raise WorkerFailedError("") from None
         how = f"signal {e.signal_name}" if e.signal_name else f"exit code {e.exit_code}"
         raise WorkerFailedError(f"worker process {e.error_index} stopped with {how}; "
                                 "the other workers were stopped") from None
     except mp.ProcessRaisedException as e:
         raise WorkerFailedError(f"worker process {e.error_index} raised an error:\n{e}") from None
+
+
+#: The exit codes of a worker that stopped on SIGINT / SIGTERM after saving (``RunStopped``).
+STOPPED_EXIT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+
+
+@contextmanager
+def _forwarding_stop_signals(pids: Sequence[int]):
+    """The launching process while its workers run: a SIGTERM is passed on to the workers (a
+    scheduler may signal only the first process), which stop after their step and save; a
+    first Ctrl-C is left to them (the terminal sends it to the whole process group), a second
+    one stops the launcher too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupts = []
+
+    def on_term(signum, frame):
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def on_int(signum, frame):
+        interrupts.append(signum)
+        if len(interrupts) > 1:
+            raise KeyboardInterrupt
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_term),
+                signal.SIGINT: signal.signal(signal.SIGINT, on_int)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _worker(local_rank: int, main_func: Callable, world_size: int, num_gpus_per_machine: int,

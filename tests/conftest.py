@@ -1,10 +1,20 @@
 """Shared fixtures: tiny synthetic datasets in the real formats, made once per test session."""
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 import torch
 
 from resnet_backbone.data.synthetic import write_shapes_coco, write_shapes_voc
 
 torch.set_num_threads(2)
+
+#: The dataset checks cache their verdicts under $XDG_CACHE_HOME: the tests' own folder (the
+#: tools they start inherit it), not the user's.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="resnet_backbone_tests_cache_")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 
 @pytest.fixture(scope="session")

@@ -145,3 +145,19 @@ def write_synthetic_imagenet(root: Path, train: int, val: int, train_size, val_s
     write_image_folder(root, "train", make_synthetic(train, num_classes=3, seed=2), size=train_size)
     write_image_folder(root, "val", make_synthetic(val, num_classes=3, seed=3), size=val_size)
     return root
+
+
+def small_imagenet(root, train=12, val=6):
+    """A tiny ImageNet-layout folder (classes class0..2, 40x32 JPEGs); its root."""
+    return write_synthetic_imagenet(root, train, val, (40, 32), (40, 32))
+
+
+def spoil_images(split_folder):
+    """An empty file, a JPEG cut in half (its header intact) and a file that is no image: the
+    first three JPEGs of ``split_folder``, returned."""
+    files = sorted(split_folder.rglob("*.JPEG"))
+    files[0].write_bytes(b"")
+    whole = files[1].read_bytes()
+    files[1].write_bytes(whole[:len(whole) // 2])
+    files[2].write_bytes(b"\xff\xd8 not a jpeg")
+    return files[:3]

@@ -11,6 +11,7 @@ The text helpers live here, not in a core I/O module of their own: they share th
 temporary-file-fsync-rename writer (``_write_atomic``) and its ``CheckpointError`` with the
 checkpoint saves, so such a module would import this package and be imported by it (a cycle).
 """
+import errno
 import json
 import os
 import pickle
@@ -54,6 +55,42 @@ def _umask() -> int:
     return mask
 
 
+#: Free space below which a failed write is reported as a full disk (torch.save's own error on
+#: one is "[enforce fail at inline_container.cc] unexpected pos", which names no cause).
+FULL_DISK_BYTES = 64 << 20
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged process may still write on ``directory``'s file system."""
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def _reason(e: Exception, directory: Path, written: int) -> str:
+    """Why a write failed, in words: the OS's reason, or a full disk where the file system has
+    (almost) no space left, whatever the writer's own message says."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return f"{e.strerror or 'No space left on device'} in {directory}"
+    try:
+        free = _free_bytes(directory)
+    except OSError:
+        free = None
+    if free is not None and free < FULL_DISK_BYTES:
+        return (f"No space left on device: {free >> 20} MiB free in {directory} after "
+                f"{written >> 20} MiB written; free some space and run again (a training run: with "
+                "--resume)")
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return f"{type(e).__name__}: {e}"
+
+
 def _write_atomic(path: os.PathLike, write: Callable[[Any], None],
                   verify: Optional[Callable[[Path], None]]) -> str:
     """Write through ``write(file)`` to a temporary file beside ``path``, fsync it, run
@@ -76,11 +113,14 @@ def _write_atomic(path: os.PathLike, write: Callable[[Any], None],
             verify(Path(tmp))
         os.replace(tmp, path)
     except BaseException as e:
-        if os.path.exists(tmp):
+        # the free space is read before the temporary file gives its own back
+        reason = _reason(e, path.parent, _size(tmp)) if isinstance(e, Exception) else ""
+        try:
             os.unlink(tmp)
+        except OSError:  # gone, or a file system turned read-only: the error to report is e
+            pass
         if isinstance(e, CheckpointError) or not isinstance(e, Exception):
             raise
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
         raise CheckpointError(f"writing {path} failed ({reason}); the file that had this name, "
                               "if any, is unchanged") from e
     _fsync_dir(path.parent)

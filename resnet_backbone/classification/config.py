@@ -6,11 +6,11 @@ The defaults are the *embedded demo*: a CIFAR-style ResNet-20 on a small built-i
 dataset that trains on a CPU in about a minute. The YAML files under
 ``configs/classification/`` set the paper's recipes (``_BASE_`` is supported).
 """
-import os
 from typing import Sequence
 
 from fvcore.common.config import CfgNode as CN
 
+from ..config_files import check_config_file
 from ..fast import DTYPES
 from ..models import list_models
 
@@ -146,8 +146,7 @@ def load_cls_cfg(config_file: str, opts: Sequence[str], world_size: int = 1) -> 
     cfg = get_cls_cfg()
     try:
         if config_file:
-            if not os.path.isfile(config_file):
-                raise FileNotFoundError(f"config file {config_file} does not exist")
+            check_config_file(config_file)  # the file and its _BASE_ chain: one clear line
             cfg.merge_from_file(config_file)
         cfg.merge_from_list(list(opts))
     except (AssertionError, KeyError) as e:  # yacs reports unknown keys / odd lists this way

@@ -2,12 +2,17 @@
 CIFAR-10 python batches or an ImageNet folder (readers in ``resnet_backbone.data``), with the
 paper's held-out validation split of CIFAR-10; the mean the inputs are centred with, and the
 training augmentation and test views the config asks for."""
+import logging
+
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..distributed import get_local_rank, is_main_process, synchronize
 from ..data.datasets import ArrayDataset, ImageFolderDataset, load_cifar10
 from ..data.synthetic import make_synthetic
 from .transforms import CifarTrainTransform, FastImageNetTrainTransform, Normalizer, TestViews
+
+logger = logging.getLogger("resnet_backbone.cls")
 
 
 def build_datasets(cfg):
@@ -20,8 +25,7 @@ def build_datasets(cfg):
     elif name == "cifar10":
         train, test = load_cifar10(d.ROOT, train=True), load_cifar10(d.ROOT, train=False)
     else:
-        skip = cfg.DATALOADER.SKIP_CORRUPT
-        return ImageFolderDataset(d.ROOT, "train", skip), ImageFolderDataset(d.ROOT, "val", skip), None
+        return _image_folders(cfg)
     if d.VAL_HOLDOUT:
         if not 0 < d.VAL_HOLDOUT < len(train):
             raise ValueError(f"DATASETS.VAL_HOLDOUT must be in 1..{len(train) - 1}; got {d.VAL_HOLDOUT}")
@@ -29,6 +33,36 @@ def build_datasets(cfg):
         val = train.subset(order[-d.VAL_HOLDOUT:])
         return train.subset(order[:-d.VAL_HOLDOUT]), val, test
     return train, test, None
+
+
+#: What a split's images are called in the dataset check's messages.
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def _image_folders(cfg):
+    """ImageNet's train/ and val/ (labelled with train/'s class indices), checked before the
+    first step (``ImageFolderDataset.check``): an unreadable image stops the run with one line
+    naming it, or, with DATALOADER.SKIP_CORRUPT, is reported on one line and skipped. The first
+    process of each machine checks first and fills the cache; the others then read it."""
+    root, skip = cfg.DATASETS.ROOT, cfg.DATALOADER.SKIP_CORRUPT
+    train = ImageFolderDataset(root, "train", skip)
+    val = ImageFolderDataset(root, "val", skip, classes=train.classes)
+
+    def check() -> None:
+        for dataset in (train, val):
+            report = dataset.check()
+            if is_main_process():
+                logger.info(report.summary())
+                if report.bad:
+                    print(report.skip_message(SPLIT_NAMES.get(dataset.split, dataset.split)), flush=True)
+
+    first = get_local_rank() == 0
+    if first:
+        check()
+    synchronize()
+    if not first:
+        check()  # the first process's result, read from the cache
+    return train, val, None
 
 
 def num_classes_of(dataset) -> int:

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -34,6 +35,7 @@ from ..distributed import (all_reduce_sum, get_local_rank, get_rank, get_world_s
 from ..errors import NonFiniteLossError, non_finite_loss_message
 from ..fast import autocast_context, speed_up_strided_1x1
 from ..seeding import rng_state, seed_everything, set_rng_state
+from ..stopping import RunStopped, requested, stop_requests, stopped_message
 from ..models import create_model, model_spec
 from .data import (build_datasets, build_test_views, build_train_transform, check_num_classes,
                    compute_mean)
@@ -229,66 +231,91 @@ class ClassificationTrainer:
         bar = tqdm(total=s.MAX_ITER, initial=self.start_iter, unit="it", dynamic_ncols=True,
                    disable=not (self.main and cfg.PROGRESS_BAR), desc="train")
         memory_format = torch.channels_last if s.CHANNELS_LAST else torch.contiguous_format
-        skipped_total, t_log = 0, time.perf_counter()
         try:
-            for it, (images, labels, skipped) in zip(range(self.start_iter, s.MAX_ITER), loader):
-                stats = torch.zeros(4, dtype=torch.float64, device=self.device)
-                stats[3] = skipped
-                if images is not None:
-                    images = self._on_device(images).contiguous(memory_format=memory_format)
-                    labels = labels.to(self.device, non_blocking=True)
-                    with self._autocast():
-                        logits = model(images)
-                        loss = F.cross_entropy(logits.float(), labels)
-                    stats[0] = loss.detach().double() * len(labels)
-                    stats[1] = (logits.detach().argmax(1) != labels).sum()
-                    stats[2] = len(labels)
-                else:  # every image of this process's share was skipped
-                    loss = sum(p.sum() * 0 for p in self.model.parameters())
-                stats = all_reduce_sum(stats).cpu()
-                with self.warmup.lr_for_step(self.optimizer) as lr:
-                    mean_loss = stats[0].item() / max(stats[2].item(), 1)
-                    if not math.isfinite(mean_loss):
-                        last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else ""
-                        raise NonFiniteLossError(non_finite_loss_message(
-                            mean_loss, it + 1, lr, last, "SOLVER.BASE_LR too high for this model "
-                            "and batch (lower it, or warm up with SOLVER.WARMUP_LR), or bad data"))
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.scaler.scale(loss).backward()
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                step_per_iteration(self.scheduler)
-                train_err = stats[1].item() / max(stats[2].item(), 1)
-                skipped_total += int(stats[3].item())
-                self.meter = [self.meter[0] + stats[0].item(), self.meter[1] + stats[1].item(),
-                              self.meter[2] + stats[2].item()]
-                done = it + 1
-                message = self.warmup.after_iteration(it, train_err)
-                if message and self.main:
-                    bar.write(message)
-                bar.update(1)
-                if done % cfg.LOG_PERIOD == 0 or done == s.MAX_ITER:
-                    now = time.perf_counter()
-                    n = max(self.meter[2], 1)
-                    row = {"iteration": done, "epoch": done / sampler.batches_per_epoch, "lr": lr,
-                           "train_loss": self.meter[0] / n, "train_err": 100 * self.meter[1] / n,
-                           "images_per_s": self.meter[2] / max(now - t_log, 1e-9), "time": time.time()}
-                    self.meter, t_log = [0.0, 0.0, 0.0], now
-                    if self.main:
-                        log.write(row)
-                        bar.set_postfix(loss=f"{row['train_loss']:.3f}", err=f"{row['train_err']:.1f}%",
-                                        lr=f"{lr:g}", img_s=f"{row['images_per_s']:.0f}")
-                if done % cfg.TEST.EVAL_PERIOD == 0 or done == s.MAX_ITER:
-                    self._validate(done, log, bar)
-                if done % s.CHECKPOINT_PERIOD == 0 or done == s.MAX_ITER:
-                    if self.main:
-                        periodic.step(it, **self._checkpoint_state())
-                    synchronize()
+            with stop_requests():
+                skipped_total = self._train_loop(model, loader, sampler, periodic, log, bar,
+                                                 memory_format)
         finally:
             bar.close()
             if log is not None:
                 log.close()
         return {"skipped_train_images": skipped_total}
+
+    def _train_loop(self, model, loader, sampler, periodic, log, bar, memory_format) -> int:
+        """The iterations; the number of training images skipped as unreadable. A SIGTERM or
+        Ctrl-C (``stop_requests``) seen by any process ends the loop after that step, with a
+        checkpoint of it (``_stop``)."""
+        cfg, s = self.cfg, self.cfg.SOLVER
+        skipped_total, t_log = 0, time.perf_counter()
+        for it, (images, labels, skipped) in zip(range(self.start_iter, s.MAX_ITER), loader):
+            stats = torch.zeros(5, dtype=torch.float64, device=self.device)
+            stats[3] = skipped
+            stats[4] = requested() is not None
+            if images is not None:
+                images = self._on_device(images).contiguous(memory_format=memory_format)
+                labels = labels.to(self.device, non_blocking=True)
+                with self._autocast():
+                    logits = model(images)
+                    loss = F.cross_entropy(logits.float(), labels)
+                stats[0] = loss.detach().double() * len(labels)
+                stats[1] = (logits.detach().argmax(1) != labels).sum()
+                stats[2] = len(labels)
+            else:  # every image of this process's share was skipped
+                loss = sum(p.sum() * 0 for p in self.model.parameters())
+            stats = all_reduce_sum(stats).cpu()
+            with self.warmup.lr_for_step(self.optimizer) as lr:
+                mean_loss = stats[0].item() / max(stats[2].item(), 1)
+                if not math.isfinite(mean_loss):
+                    last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else ""
+                    raise NonFiniteLossError(non_finite_loss_message(
+                        mean_loss, it + 1, lr, last, "SOLVER.BASE_LR too high for this model "
+                        "and batch (lower it, or warm up with SOLVER.WARMUP_LR), or bad data"))
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            step_per_iteration(self.scheduler)
+            train_err = stats[1].item() / max(stats[2].item(), 1)
+            skipped_total += int(stats[3].item())
+            self.meter = [self.meter[0] + stats[0].item(), self.meter[1] + stats[1].item(),
+                          self.meter[2] + stats[2].item()]
+            done = it + 1
+            message = self.warmup.after_iteration(it, train_err)
+            if message and self.main:
+                bar.write(message)
+            bar.update(1)
+            if done % cfg.LOG_PERIOD == 0 or done == s.MAX_ITER:
+                now = time.perf_counter()
+                n = max(self.meter[2], 1)
+                row = {"iteration": done, "epoch": done / sampler.batches_per_epoch, "lr": lr,
+                       "train_loss": self.meter[0] / n, "train_err": 100 * self.meter[1] / n,
+                       "images_per_s": self.meter[2] / max(now - t_log, 1e-9), "time": time.time()}
+                self.meter, t_log = [0.0, 0.0, 0.0], now
+                if self.main:
+                    log.write(row)
+                    bar.set_postfix(loss=f"{row['train_loss']:.3f}", err=f"{row['train_err']:.1f}%",
+                                    lr=f"{lr:g}", img_s=f"{row['images_per_s']:.0f}")
+            if done % cfg.TEST.EVAL_PERIOD == 0 or done == s.MAX_ITER:
+                self._validate(done, log, bar)
+            saved = done % s.CHECKPOINT_PERIOD == 0 or done == s.MAX_ITER
+            if saved:
+                if self.main:
+                    periodic.step(it, **self._checkpoint_state())
+                synchronize()
+            if stats[4] > 0 and done < s.MAX_ITER:
+                self._stop(it, saved)
+        return skipped_total
+
+    def _stop(self, it: int, saved: bool) -> None:
+        """End the run after iteration ``it`` on a stop request: the checkpoint of that step
+        (the periodic one's name and content, unless it was just written), then ``RunStopped``."""
+        name = f"model_{it:07d}"
+        if self.main and not saved:
+            self.checkpointer.save(name, iteration=it, **self._checkpoint_state())
+        synchronize()
+        signum = requested() or signal.SIGTERM
+        raise RunStopped(stopped_message(signum, it + 1, str(Path(self.cfg.OUTPUT_DIR) / f"{name}.pth")),
+                         signum)
 
     def _validate(self, done: int, log: Optional[MetricsLog], bar) -> None:
         result = self.evaluate(self.cfg.TEST.EVAL_MODE)

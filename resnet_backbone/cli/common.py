@@ -8,8 +8,9 @@ from typing import Any, Callable, Optional
 
 from ..checkpoint import CheckpointError
 from ..data.datasets import CorruptImageError
-from ..distributed import WorkerFailedError
+from ..distributed import WorkerFailedError, get_rank
 from ..errors import NonFiniteLossError
+from ..stopping import RunStopped
 
 #: Exceptions that mean bad input (arguments, config values, files, data), not a bug.
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError,
@@ -17,21 +18,53 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, Perm
 
 
 def message(e: BaseException) -> str:
-    """The text of an exception (a KeyError's without the quotes ``str()`` adds)."""
-    return str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+    """The text of an exception (a KeyError's without the quotes ``str()`` adds). An exception
+    that torch's DataLoader re-raised from a worker process ("Caught X in DataLoader worker
+    process N.\\nOriginal Traceback (most recent call last): ...") gives the original
+    exception's own message: the lines after the traceback's frames, without "pkg.X: "."""
+    text = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+    header = "Original Traceback (most recent call last):"
+    if text.startswith("Caught ") and header in text:
+        # the frames of the last (the re-raised exception's) traceback are indented
+        lines = text.rsplit("Traceback (most recent call last):", 1)[1].splitlines()
+        first = next((i for i, line in enumerate(lines) if line[:1].strip()), len(lines))
+        original = "\n".join(lines[first:]).strip()
+        name = type(e).__name__
+        prefix = original.split(": ", 1)[0] if ": " in original else original
+        if prefix == name or prefix.endswith("." + name):
+            original = original[len(prefix):].lstrip(":").strip()
+            if isinstance(e, KeyError) and len(original) > 1 and original[0] == original[-1] in "'\"":
+                original = original[1:-1]
+        return original or text
+    return text
 
 
 def print_error(e: BaseException) -> int:
-    print(f"error: {message(e)}", file=sys.stderr, flush=True)
+    """``error: <message>`` on stderr (nothing for an empty message: a worker process has printed
+    it); the exit status 2."""
+    if message(e):
+        print(f"error: {message(e)}", file=sys.stderr, flush=True)
     return 2
 
 
 def run_tool(body: Callable[[], Optional[int]]) -> int:
-    """``body()``'s exit status (0 for None), or 2 with one ``error:`` line for a user error."""
+    """``body()``'s exit status (0 for None); 2 with one ``error:`` line for a user error; for a
+    run stopped on SIGTERM / Ctrl-C (``RunStopped``) its one line and 128 + the signal number;
+    130 with one line for a Ctrl-C outside training (no traceback: nothing is lost, every
+    write is atomic)."""
     try:
         return body() or 0
     except USER_ERRORS as e:
         return print_error(e)
+    except RunStopped as e:
+        if str(e):  # empty when a worker process has said it
+            print(str(e), file=sys.stderr, flush=True)
+        return e.exit_status
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); the files written so far are complete (a checkpoint being "
+              "written is discarded): continue a training run with --resume",
+              file=sys.stderr, flush=True)
+        return 130
 
 
 def worker(job: Callable[..., Any], world_size: int, *args: Any) -> None:
@@ -45,6 +78,12 @@ def worker(job: Callable[..., Any], world_size: int, *args: Any) -> None:
         if world_size == 1:
             raise
         sys.exit(print_error(e))
+    except RunStopped as e:
+        if world_size == 1:
+            raise
+        if get_rank() == 0:
+            print(str(e), file=sys.stderr, flush=True)
+        sys.exit(e.exit_status)
 
 
 def add_network_options(p: argparse.ArgumentParser) -> None:
@@ -74,6 +113,10 @@ def training_argument_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--config-file", default="", metavar="FILE", help="path to a config file")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest complete checkpoint in OUTPUT_DIR")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an OUTPUT_DIR that holds a run: its checkpoints and "
+                        "metrics are deleted first (without --resume or --overwrite such a "
+                        "folder is refused)")
     p.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS, no training")
     p.add_argument("--num-gpus", type=int, default=1, help="processes per machine (GPUs; on a "
                    "CPU machine, CPU processes where the tool supports it)")

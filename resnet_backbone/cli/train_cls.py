@@ -20,8 +20,15 @@ from pathlib import Path
 
 from ..classification.config import load_cls_cfg
 from ..distributed import is_main_process, launch
+from ..checkpoint import write_text_atomic
 from ..errors import prepare_output_dir
+from ..run_folder import claim_run
 from .common import run_tool, training_argument_parser, worker
+
+
+#: What a ``--resume`` may not change: the network, the batch (the data order and the schedule
+#: the checkpoint continues), the dataset.
+RESUME_FIXED = ("MODEL", "SOLVER.IMS_PER_BATCH", "DATASETS.NAME")
 
 
 def setup(args, world_size: int):
@@ -39,8 +46,10 @@ def train_and_evaluate(args, world_size: int) -> None:
     logging.basicConfig(level=logging.INFO if is_main_process() else logging.WARNING,
                         format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    if is_main_process():
-        (Path(cfg.OUTPUT_DIR) / "config.yaml").write_text(cfg.dump())
+    if is_main_process():  # the folder is this run's (a lock; no silent overwrite), config.yaml
+        claim_run(cfg.OUTPUT_DIR, resume=args.resume, overwrite=args.overwrite,
+                  eval_only=args.eval_only, write_config=lambda path: write_text_atomic(path, cfg.dump()),
+                  fixed=RESUME_FIXED, free=("MODEL.WEIGHTS", "MODEL.DEVICE"))
     trainer = ClassificationTrainer(cfg, resume=args.resume, eval_only=args.eval_only)
     if not args.eval_only:
         skipped = trainer.train()["skipped_train_images"]

@@ -63,7 +63,8 @@ class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
 
     ``path?matching_heuristics=True`` forces suffix matching, as detectron2 main allows (with
     v0.6 too: ``.compat.split_checkpoint_query``). After a load, ``last_load`` says what it loaded:
-    ``{"path", "missing"}`` (the model's names the file did not fill), or None for nothing.
+    ``{"path", "missing", "mismatched"}`` (the model's names the file did not fill; those of them
+    the file has with another shape, as (name, model shape, file shape)), or None for nothing.
     """
 
     _force_matching = False
@@ -108,7 +109,9 @@ class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
                 f"to train from scratch on purpose.")
         self.last_load = {"path": self._path,
                           "missing": sorted(not_loaded - {k for k in model_keys
-                                                          if k.endswith("num_batches_tracked")})}
+                                                          if k.endswith("num_batches_tracked")}),
+                          "mismatched": [(k, tuple(model), tuple(ckpt))
+                                         for k, ckpt, model in incompatible.incorrect_shapes]}
         return incompatible
 
     def _log_incompatible_keys(self, incompatible) -> None:

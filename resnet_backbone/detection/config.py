@@ -11,6 +11,8 @@ from typing import Sequence
 
 from detectron2.config import CfgNode as CN, get_cfg
 
+from ..config_files import check_config_file
+
 
 def _add_defaults(node: CN, defaults: dict) -> None:
     """Set the keys ``node`` does not have yet, so calling twice keeps the user's values."""
@@ -21,7 +23,8 @@ def _add_defaults(node: CN, defaults: dict) -> None:
 
 def add_paper_resnet_config(cfg: CN) -> CN:
     """Add ``MODEL.PAPER_RESNET``, ``MODEL.VGG16``, ``MODEL.PAPER_IMPROVEMENTS`` and
-    ``DATASETS.STRICT`` and ``LOG_PERIOD`` to a detectron2 config (idempotent)."""
+    ``DATASETS.STRICT``, ``DATALOADER.SKIP_CORRUPT`` and ``LOG_PERIOD`` to a detectron2 config
+    (idempotent)."""
     if "PAPER_RESNET" not in cfg.MODEL:
         cfg.MODEL.PAPER_RESNET = CN()
     _add_defaults(cfg.MODEL.PAPER_RESNET, dict(
@@ -106,6 +109,11 @@ def add_paper_resnet_config(cfg: CN) -> CN:
     # Datasets are checked before a job (resnet_backbone.detection.validation): False skips
     # (and counts) the bad annotations of a training set; True makes any problem an error.
     _add_defaults(cfg.DATASETS, dict(STRICT=False))
+    # The same check decodes every image's header first: a missing or unreadable image of a
+    # training set is an error before step one (False), or True: the image is left out of
+    # training (and named); as classification's DATALOADER.SKIP_CORRUPT. A test set's: always
+    # an error (test sets are never changed).
+    _add_defaults(cfg.DATALOADER, dict(SKIP_CORRUPT=False))
     if "LOG_PERIOD" not in cfg:
         # Iterations between two writes of the console line, metrics.json and TensorBoard
         # (detectron2's DefaultTrainer: 20); each write gives the median of the iterations
@@ -136,9 +144,13 @@ def check_paper_improvements(cfg: CN) -> None:
 
 def get_detection_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:
     """detectron2's default config + ``add_paper_resnet_config``, then a YAML file (e.g. one of
-    ``configs/detection/``) and ``KEY VALUE`` overrides, in that order."""
+    ``configs/detection/``; it and its ``_BASE_`` chain checked first,
+    ``resnet_backbone.config_files``) and ``KEY VALUE`` overrides, in that order."""
     cfg = add_paper_resnet_config(get_cfg())
     if config_file:
+        # the file and its _BASE_ chain (a mistake is one clear line, not a yaml traceback);
+        # detectron2 allows YAML tags such as !!python/tuple, so the check does too
+        check_config_file(config_file, allow_unsafe=True)
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     return cfg

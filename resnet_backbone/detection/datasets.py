@@ -12,18 +12,22 @@ checks that their files exist before a long job starts.
   (``register_pascal_voc`` on a user folder sets only dirname/year/split).
 * ``numpy_compat()``: re-exported from ``.compat`` (detectron2 v0.6's ``np.str``), where it lives.
 * ``validate_datasets``: the checks of ``.validation`` on every dataset of a job, once, before
-  it starts; bad annotations of a training set are skipped (or, ``DATASETS.STRICT``, an error).
+  it starts, in one table per dataset; repeated image / annotation ids and more categories
+  than ``MODEL.ROI_HEADS.NUM_CLASSES`` are an error; missing or unreadable images are an error
+  (a training set's are left out with ``DATALOADER.SKIP_CORRUPT True``); bad annotations of a
+  training set are skipped (or, ``DATASETS.STRICT``, an error).
 """
 import logging
 import os
-from typing import Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
 from ..distributed import is_main_process, synchronize
 from .compat import numpy_compat  # noqa: F401  (used here; users and tests import it from here)
-from .validation import DatasetError, check_coco, check_records, problems_table, write_cleaned_coco
+from .validation import (DatasetError, Problem, categories_problem, check_coco, check_records,
+                         image_cache_file, problems_table, write_cleaned_coco)
 from .voc_submission import EVALUATOR_TYPE as VOC_SUBMISSION
 
 
@@ -98,21 +102,52 @@ def check_datasets(names: Iterable[str]) -> None:
 
 logger = logging.getLogger("detectron2.resnet_backbone")
 
+#: Files named in a message about missing or unreadable images (the table lists more).
+SHOWN = 3
 
-def _report(name: str, problems, unannotated: int, strict: bool, skipped: bool) -> None:
+
+def _named(bad: Dict[object, str], reasons: Dict[str, str]) -> str:
+    files = list(bad.values())
+    text = ", ".join(f"{f} ({reasons.get(os.path.abspath(f), '?')})" for f in files[:SHOWN])
+    return text + (f" and {len(files) - SHOWN} more" if len(files) > SHOWN else "")
+
+
+def _decide(name: str, problems: Sequence[Problem], *, fatal: List[str], train: bool,
+            bad_images: Dict[object, str], reasons: Dict[str, str], total: int, strict: bool,
+            skip_corrupt: bool, unannotated: int, source: str) -> bool:
+    """Log the one table of ``name``'s problems, then raise ``DatasetError`` (one line) or say
+    what is skipped. True when the training set ``name`` must be cleaned."""
     if unannotated:
         logger.info(f"Dataset {name!r}: {unannotated} images without annotations (detectron2 "
                     "leaves them out of training with DATALOADER.FILTER_EMPTY_ANNOTATIONS).")
     if not problems:
-        return
+        return False
     logger.warning(f"Dataset {name!r}: {len(problems)} problems:\n" + problems_table(problems))
-    if strict:
-        raise DatasetError(f"dataset {name!r} has {len(problems)} problems (the table above); "
-                           "fix them, or set DATASETS.STRICT False to skip its bad annotations")
-    if skipped:
-        bad = sum(p.annotation is not None for p in problems)
-        logger.warning(f"Dataset {name!r}: {bad} bad annotations skipped (DATASETS.STRICT True "
-                       "makes them an error).")
+    errors = list(fatal)
+    are = "is" if len(bad_images) == 1 else "are"
+    if bad_images and not train:
+        errors.append(f"{len(bad_images)} of the {total} images of test set {name!r} {are} "
+                      f"missing or unreadable: {_named(bad_images, reasons)}; a test set is never "
+                      f"changed: restore the files, or remove those images from {source}")
+    elif bad_images and not skip_corrupt:
+        errors.append(f"{len(bad_images)} of the {total} images of training set {name!r} {are} "
+                      f"missing or unreadable: {_named(bad_images, reasons)}; restore them, or "
+                      "set DATALOADER.SKIP_CORRUPT True to train without them")
+    annotations = [p for p in problems if p.kind == "annotation"]
+    if strict and annotations and not errors:
+        errors.append(f"dataset {name!r} has {len(problems)} problems (the table above); fix "
+                      "them, or set DATASETS.STRICT False to skip its bad annotations")
+    if errors:
+        head = "" if errors[0].startswith("dataset ") else f"dataset {name!r} (the table above): "
+        raise DatasetError(head + "; ".join(errors))
+    if train and bad_images:
+        logger.warning(f"Dataset {name!r}: {len(bad_images)} of its {total} images left out of "
+                       f"training, missing or unreadable (DATALOADER.SKIP_CORRUPT True), with "
+                       f"their annotations: {_named(bad_images, reasons)}.")
+    if train and annotations:
+        logger.warning(f"Dataset {name!r}: {len(annotations)} bad annotations skipped "
+                       "(DATASETS.STRICT True makes them an error).")
+    return train and bool(annotations or bad_images)
 
 
 def _reregister_coco(name: str, json_file: str) -> None:
@@ -126,19 +161,45 @@ def _reregister_coco(name: str, json_file: str) -> None:
     register_coco_instances(name, kept, json_file, image_root)
 
 
+def _main_first(check):
+    """``check()`` on process 0, then on the others, which find its images in the cache."""
+    result, error = None, None
+    if is_main_process():
+        try:
+            result = check()
+        except DatasetError as e:  # the others meet the barrier, then raise it too
+            error = e
+    synchronize()
+    if error is not None:
+        raise error
+    return result if result is not None else check()
+
+
 def validate_datasets(train_names: Sequence[str], test_names: Sequence[str], *, strict: bool,
-                      output_dir: str) -> None:
-    """Check every dataset of a job once (``.validation``); training sets then train without
-    their bad annotations (a COCO one from a cleaned copy in ``output_dir/datasets``)."""
+                      output_dir: str, num_classes: Optional[int] = None,
+                      skip_corrupt: bool = False, verify_images: bool = True) -> None:
+    """Check every dataset of a job once (``.validation``) and log one table of its problems;
+    then a ``DatasetError`` (one line), or training sets train without their bad annotations
+    (``strict`` False) and without their missing or unreadable images (``skip_corrupt``), a
+    COCO one from a cleaned copy in ``output_dir/datasets``. ``num_classes``: the model's
+    ``MODEL.ROI_HEADS.NUM_CLASSES`` (None: not checked)."""
     for name in dict.fromkeys([*train_names, *test_names]):
         meta, kind, train = MetadataCatalog.get(name), evaluator_type(name), name in train_names
         if kind == "coco":
-            problems, bad, unannotated = check_coco(meta.json_file, meta.image_root)
-            _report(name, problems, unannotated, strict, skipped=train and bool(bad))
-            if train and bad:
+            cache = image_cache_file(meta.image_root)
+            found = _main_first(lambda: check_coco(meta.json_file, meta.image_root,
+                                                   num_classes=num_classes, cache_file=cache,
+                                                   verify_images=verify_images))
+            reasons = found.image_check.bad if found.image_check else {}
+            clean = _decide(name, found.problems, fatal=found.fatal, train=train,
+                            bad_images=found.bad_images, reasons=reasons, total=found.images,
+                            strict=strict, skip_corrupt=skip_corrupt,
+                            unannotated=found.unannotated, source=meta.json_file)
+            if clean:
                 cleaned = os.path.join(output_dir, "datasets", f"{name}.json")
                 if is_main_process():
-                    write_cleaned_coco(meta.json_file, bad, cleaned)
+                    write_cleaned_coco(meta.json_file, found.bad_annotations, cleaned,
+                                       bad_images=found.bad_images)
                 synchronize()
                 _reregister_coco(name, cleaned)
         elif kind in ("pascal_voc", VOC_SUBMISSION):
@@ -151,9 +212,24 @@ def validate_datasets(train_names: Sequence[str], test_names: Sequence[str], *, 
             if not records:
                 raise DatasetError(f"dataset {name!r} is empty: {getattr(meta, 'dirname', '?')} "
                                    f"lists no images for split {getattr(meta, 'split', '?')!r}")
-            problems, cleaned, unannotated = check_records(records, len(meta.thing_classes))
-            _report(name, problems, unannotated if kind == "pascal_voc" else 0, strict,
-                    skipped=train and bool(problems))
-            if train and problems:
+            classes = list(meta.thing_classes)
+            folder = getattr(meta, "dirname", os.path.dirname(records[0]["file_name"]))
+            problems, cleaned, unannotated = _main_first(lambda: check_records(
+                records, len(classes), cache_file=image_cache_file(folder),
+                verify_images=verify_images))
+            too_many = categories_problem(folder, classes, num_classes)
+            problems = ([too_many] if too_many else []) + problems
+            reasons = {os.path.abspath(p.file): p.what for p in problems if p.kind == "image"}
+            bad_images = {r.get("image_id"): r["file_name"] for r in records
+                          if os.path.abspath(r["file_name"]) in reasons}
+            clean = _decide(name, problems, fatal=[f"{folder} has {too_many.what}"]
+                            if too_many else [], train=train, bad_images=bad_images,
+                            reasons=reasons, total=len(records), strict=strict,
+                            skip_corrupt=skip_corrupt,
+                            unannotated=unannotated if kind == "pascal_voc" else 0,
+                            source=os.path.join(folder, "ImageSets", "Main",
+                                                f"{getattr(meta, 'split', '?')}.txt"))
+            if clean:
+                kept = [r for r in cleaned if os.path.abspath(r["file_name"]) not in reasons]
                 DatasetCatalog.remove(name)
-                DatasetCatalog.register(name, lambda cleaned=cleaned: cleaned)
+                DatasetCatalog.register(name, lambda kept=kept: kept)

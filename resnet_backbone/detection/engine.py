@@ -29,6 +29,8 @@ Errors name the YAML keys; the LazyConfig path passes ``key_names`` to say its o
 import json
 import logging
 import os
+import signal
+import sys
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,14 +46,17 @@ from detectron2.utils.logger import setup_logger
 from torch import nn
 
 from ..checkpoint import CheckpointError, append_text, keep_json_lines
-from ..distributed import get_rank, get_world_size, is_main_process, wrap_ddp
+from ..distributed import (all_reduce_sum, get_rank, get_world_size, is_main_process, synchronize,
+                           wrap_ddp)
 from ..errors import NonFiniteLossError, non_finite_loss_message, prepare_output_dir
+from ..run_folder import claim_run
 from ..seeding import derived_seed, seed_everything
+from ..stopping import RunStopped, requested as stop_requested, stop_requests, stopped_message
 from .checkpoint import PaperDetectionCheckpointer
 from .compat import environment_report, numpy_compat, trainer_state
 from .data import ResumableTrainLoader
 from .datasets import check_datasets, evaluator_type, register_datasets, validate_datasets
-from .pretrained import check_evaluated_predictor, check_frozen_norms
+from .pretrained import check_backbone_shapes, check_evaluated_predictor, check_frozen_norms
 
 logger = logging.getLogger("detectron2.resnet_backbone")
 
@@ -87,14 +92,31 @@ def log_to(output_dir: str, rank: int) -> logging.Logger:
     return logging.getLogger("detectron2")
 
 
+#: What a ``--resume`` may not change (YAML keys; ``setup_run``'s ``resume_fixed``): the network,
+#: the batch (the data order and schedule the checkpoint continues), the training data.
+RESUME_FIXED = ("MODEL", "SOLVER.IMS_PER_BATCH", "DATASETS.TRAIN")
+RESUME_FREE = ("MODEL.WEIGHTS", "MODEL.DEVICE")
+
+
 def setup_run(args, *, output_dir: str, seed: int, cudnn_benchmark: bool,
-              save_config: Callable[[str], Optional[str]], output_key: str = "OUTPUT_DIR") -> None:
-    """Before a job: ``output_dir`` checked and created (``output_key`` names it in errors),
-    detectron2's and fvcore's loggers writing ``log.txt`` there, the environment, command line
-    and config file logged, ``save_config(path of config.yaml)`` (process 0; the text it returns
-    is logged), the RNGs seeded (``seed`` + rank; a random one for ``seed`` < 0) and cuDNN
-    benchmark set for training."""
+              save_config: Callable[[str], Optional[str]], output_key: str = "OUTPUT_DIR",
+              resume_fixed: Sequence[str] = RESUME_FIXED, resume_free: Sequence[str] = RESUME_FREE,
+              weights_key: str = "MODEL.WEIGHTS") -> None:
+    """Before a job: ``output_dir`` checked and created (``output_key`` names it in errors) and
+    claimed by process 0 (``run_folder.claim_run``: one run at a time, no silent overwrite, a
+    resume that changes ``resume_fixed`` settings refused), detectron2's and fvcore's loggers
+    writing ``log.txt`` there, the environment, command line and config file logged,
+    ``save_config(path of config.yaml)`` (process 0; the text it returns is logged), the RNGs
+    seeded (``seed`` + rank; a random one for ``seed`` < 0) and cuDNN benchmark set for
+    training."""
     prepare_output_dir(output_dir, key=output_key)
+    saved_text: List[Optional[str]] = []
+    if is_main_process():
+        with keys_named([("OUTPUT_DIR", output_key)]):
+            claim_run(output_dir, resume=args.resume, overwrite=getattr(args, "overwrite", False),
+                      eval_only=args.eval_only,
+                      write_config=lambda path: saved_text.append(save_config(path)),
+                      fixed=resume_fixed, free=resume_free, weights_key=weights_key)
     rank = get_rank()
     d2_logger = log_to(output_dir, rank)
     d2_logger.info(f"Rank of current process: {rank}. World size: {get_world_size()}")
@@ -104,23 +126,25 @@ def setup_run(args, *, output_dir: str, seed: int, cudnn_benchmark: bool,
         with open(args.config_file) as f:
             d2_logger.info(f"Contents of args.config_file={args.config_file}:\n{f.read()}")
     if is_main_process():
-        path = os.path.join(output_dir, "config.yaml")
-        text = save_config(path)
-        if text is not None:
-            d2_logger.info(f"Running with full config:\n{text}")
-        d2_logger.info(f"Full config saved to {path}")
+        if saved_text and saved_text[0] is not None:
+            d2_logger.info(f"Running with full config:\n{saved_text[0]}")
+        d2_logger.info(f"Full config saved to {os.path.join(output_dir, 'config.yaml')}")
     seed_all_rng(None if seed < 0 else seed + rank)
     if not getattr(args, "eval_only", False):
         torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
 def register_and_check(specs: Sequence[Tuple[str, str, str]], train: Sequence[str],
-                       test: Sequence[str], *, strict: bool, output_dir: str) -> None:
+                       test: Sequence[str], *, strict: bool, output_dir: str,
+                       num_classes: Optional[int] = None, skip_corrupt: bool = False) -> None:
     """``--dataset`` entries registered; every dataset the job names checked and validated
-    (``strict``: an error instead of skipping bad training annotations)."""
+    before step one (``strict``: an error instead of skipping bad training annotations;
+    ``num_classes``: the detector's classes, at least the datasets' categories;
+    ``skip_corrupt``: missing or unreadable training images left out instead of an error)."""
     register_datasets([tuple(spec) for spec in specs])
     check_datasets(list(train) + list(test))
-    validate_datasets(list(train), list(test), strict=strict, output_dir=output_dir)
+    validate_datasets(list(train), list(test), strict=strict, output_dir=output_dir,
+                      num_classes=num_classes, skip_corrupt=skip_corrupt)
 
 
 @contextmanager
@@ -143,9 +167,11 @@ def keys_named(key_names: Sequence[Tuple[str, str]]) -> Iterator[None]:
 def load_weights(model: nn.Module, checkpointer: PaperDetectionCheckpointer, weights: str,
                  resume: bool, key_names: Sequence[Tuple[str, str]] = ()) -> None:
     """``weights`` (or, resuming, the newest readable checkpoint of the checkpointer's folder),
-    then the FrozenBN check (``check_frozen_norms``)."""
+    then the checks of what they filled: backbone weights of this network
+    (``check_backbone_shapes``), FrozenBN statistics (``check_frozen_norms``)."""
     with keys_named(key_names):
         checkpointer.resume_or_load(weights, resume=resume)
+        check_backbone_shapes(checkpointer.last_load)
         check_frozen_norms(model, checkpointer.last_load)
 
 
@@ -231,12 +257,53 @@ def event_writers(output_dir: str, max_iter: int, window: int = 20) -> List[Even
             TensorboardXWriter(output_dir, window_size=window)]
 
 
-class DropNonFiniteLossTraceback(logging.Filter):
-    """detectron2's train loop logs every exception with its traceback; a non-finite loss is
-    reported by ``DetectionEngine.train`` in one line instead."""
+#: Exceptions the tools report in one line (``DetectionEngine.train``, ``cli.common.run_tool``):
+#: a non-finite loss, a checkpoint that cannot be written (a full disk), a stop on request.
+REPORTED_IN_ONE_LINE = (FloatingPointError, CheckpointError, RunStopped)
+
+
+class DropReportedTraceback(logging.Filter):
+    """detectron2's train loop logs every exception with its traceback; those in
+    ``REPORTED_IN_ONE_LINE`` are reported in one line instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], FloatingPointError))
+        return not (record.exc_info and isinstance(record.exc_info[1], REPORTED_IN_ONE_LINE))
+
+
+class EvalAfterTraining(hooks.EvalHook):
+    """detectron2's ``EvalHook``, whose final evaluation (``after_train``, which detectron2 runs
+    in a ``finally``) is skipped when training failed: a run that crashed at its last iteration
+    (say, the final checkpoint on a full disk) is not evaluated as if it had finished."""
+
+    def after_train(self):
+        if sys.exc_info()[0] is None:
+            super().after_train()
+
+
+class StopOnRequest(hooks.HookBase):
+    """A SIGTERM or Ctrl-C (``resnet_backbone.stopping``) seen by any process ends training after
+    the current step: the processes agree on it (an all-reduce per step when there are
+    several), process 0 saves the checkpoint of that step under the periodic checkpointer's name
+    (unless it has just written it), and ``RunStopped`` says so."""
+
+    def __init__(self, checkpointer, period: int, max_iter: int, output_dir: str):
+        self.checkpointer, self.period, self.max_iter = checkpointer, period, max_iter
+        self.output_dir = output_dir
+
+    def after_step(self):
+        flag = torch.tensor([float(stop_requested() is not None)])
+        if get_world_size() > 1:  # on the model's device: NCCL reduces CUDA tensors only
+            flag = all_reduce_sum(flag.to(next(self.trainer.model.parameters()).device)).cpu()
+        it = self.trainer.iter
+        if flag.item() == 0 or it + 1 >= self.max_iter:
+            return
+        name = f"model_{it:07d}"
+        if is_main_process() and (self.period <= 0 or (it + 1) % self.period != 0):
+            self.checkpointer.save(name, iteration=it)
+        synchronize()
+        signum = stop_requested() or signal.SIGTERM
+        raise RunStopped(stopped_message(signum, it + 1, os.path.join(self.output_dir, name + ".pth")),
+                         signum)
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -324,10 +391,12 @@ class DetectionEngine:
             hooks.LRScheduler(scheduler=job.scheduler),
             *job.extra_hooks(self.model),
             hooks.PeriodicCheckpointer(self.checkpointer, **job.checkpointer) if main else None,
-            hooks.EvalHook(job.eval_period, evaluate_now),
+            EvalAfterTraining(job.eval_period, evaluate_now),
             hooks.PeriodicWriter(event_writers(job.output_dir, job.max_iter,
                                                window=min(20, job.log_period)),
                                  period=job.log_period) if main else None,
+            StopOnRequest(self.checkpointer, job.checkpointer.get("period", 0), job.max_iter,
+                          job.output_dir),
         ])
 
     @property
@@ -351,10 +420,10 @@ class DetectionEngine:
         """Iterations ``start_iter`` .. ``max_iter``; a loss that turns NaN/inf ends as one
         ``NonFiniteLossError`` line. The last evaluation's results (None without one)."""
         loop_logger = logging.getLogger("detectron2.engine.train_loop")
-        drop = DropNonFiniteLossTraceback()
+        drop = DropReportedTraceback()
         loop_logger.addFilter(drop)
         try:
-            with keys_named(self.job.key_names):
+            with keys_named(self.job.key_names), stop_requests():
                 try:
                     self.trainer.train(self.start_iter, self.job.max_iter)
                 except FloatingPointError:
@@ -369,6 +438,6 @@ class DetectionEngine:
 
 
 __all__ = ["DetectionEngine", "TrainJob", "SeededSteps", "SeededSimpleTrainer", "SeededAMPTrainer",
-           "JSONLinesWriter", "event_writers", "evaluate", "paper_metrics", "setup_run",
+           "JSONLinesWriter", "event_writers", "StopOnRequest", "EvalAfterTraining", "evaluate", "paper_metrics", "setup_run",
            "register_and_check", "load_weights", "load_weights_to_evaluate", "keys_named",
            "DIVERGENCE_CAUSES"]

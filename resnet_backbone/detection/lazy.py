@@ -4,7 +4,8 @@
     resnet-train-det --config-file configs/detection/faster_rcnn_R_101_C4_voc0712.py \\
         [--resume] [--eval-only] [--num-gpus N] [--dataset NAME JSON IMAGE_ROOT] key=value ...
 
-A config defines ``model``, ``dataloader`` (``train``, ``test``, ``evaluator``; ``strict``),
+A config defines ``model``, ``dataloader`` (``train``, ``test``, ``evaluator``; ``strict``,
+``skip_corrupt``),
 ``optimizer``, ``lr_multiplier`` and ``train`` (``output_dir``, ``init_checkpoint``,
 ``max_iter``, ``amp.enabled``, ``ddp``, ``checkpointer``, ``eval_period``, ``log_period``,
 ``device``, ``seed``). Overrides are ``key=value`` (``LazyConfig.apply_overrides``); a key that
@@ -53,13 +54,14 @@ from fvcore.common.param_scheduler import MultiStepParamScheduler
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from ..config_files import check_config_path, python_config_error
 from ..distributed import cpu_if_no_cuda, shared_random_seed, wrap_ddp
 from ..fast import speed_up_strided_1x1
 from .checkpoint import PaperDetectionCheckpointer
 from .compat import numpy_compat
 from .data import ResumableTrainLoader
 from .engine import (DetectionEngine, SeededAMPTrainer, SeededSimpleTrainer, TrainJob, evaluate,
-                     load_weights_to_evaluate, register_and_check, setup_run)
+                     keys_named, load_weights_to_evaluate, register_and_check, setup_run)
 from .trainer import DetectionTrainer
 
 logger = logging.getLogger("detectron2.resnet_backbone")
@@ -204,12 +206,11 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> DictConfig:
 def load_config(path: str, overrides: Sequence[str] = ()) -> DictConfig:
     """``LazyConfig.load(path)`` (relative imports of sibling config files resolved), checked
     for the standard names, then ``overrides``."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path} does not exist")
+    check_config_path(path)
     try:
         cfg = LazyConfig.load(path)
-    except (ImportError, SyntaxError) as e:
-        raise ValueError(f"cannot load the LazyConfig {path}: {e}") from None
+    except Exception as e:  # the file's own code: a syntax error, or whatever it raised running
+        raise python_config_error(path, e) from e
     missing = [name for name in REQUIRED if name not in cfg]
     if missing:
         raise ValueError(f"{path} defines no {', '.join(missing)}: a LazyConfig for "
@@ -289,6 +290,10 @@ KEY_NAMES = [
     ("MODEL.WEIGHTS", "train.init_checkpoint"),
     ("SOLVER.BASE_LR", "optimizer.lr"),
     ("SOLVER.WARMUP_ITERS", "lr_multiplier.warmup_iters"),
+    ("set MODEL.ROI_HEADS.NUM_CLASSES ", "set model.roi_heads.num_classes="),
+    ("MODEL.ROI_HEADS.NUM_CLASSES", "model.roi_heads.num_classes"),
+    ("DATALOADER.SKIP_CORRUPT True", "dataloader.skip_corrupt=True"),
+    ("DATASETS.STRICT False", "dataloader.strict=False"),
 ]
 
 #: Kept for users of the names before the engine: the loop's trainers are the engine's.
@@ -345,17 +350,25 @@ def setup(args) -> DictConfig:
 
     setup_run(args, output_dir=cfg.train.output_dir, output_key="train.output_dir",
               seed=int(cfg.train.get("seed", -1)),
-              cudnn_benchmark=bool(cfg.train.get("cudnn_benchmark", False)), save_config=save_config)
+              cudnn_benchmark=bool(cfg.train.get("cudnn_benchmark", False)), save_config=save_config,
+              resume_fixed=("model", "dataloader.train.total_batch_size", "dataloader.train.dataset"),
+              resume_free=("model.device",), weights_key="train.init_checkpoint")
     return cfg
 
 
 def register(cfg: DictConfig, args) -> None:
     """``--dataset`` entries; then every dataset the job names checked and validated
-    (``dataloader.strict``: an error instead of skipping bad training annotations)."""
+    (``dataloader.strict``: an error instead of skipping bad training annotations;
+    ``dataloader.skip_corrupt``: the YAML's ``DATALOADER.SKIP_CORRUPT``)."""
     train = [] if args.eval_only else loader_datasets(cfg.dataloader.train)
     test = loader_datasets(cfg.dataloader.test) if "test" in cfg.dataloader else []
-    register_and_check(args.dataset, train, test, strict=bool(cfg.dataloader.get("strict", False)),
-                       output_dir=cfg.train.output_dir)
+    with keys_named(KEY_NAMES):
+        register_and_check(args.dataset, train, test,
+                           strict=bool(cfg.dataloader.get("strict", False)),
+                           output_dir=cfg.train.output_dir,
+                           num_classes=OmegaConf.select(cfg, "model.roi_heads.num_classes",
+                                                        default=None),
+                           skip_corrupt=bool(cfg.dataloader.get("skip_corrupt", False)))
 
 
 def train_and_evaluate(args):

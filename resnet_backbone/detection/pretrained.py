@@ -122,6 +122,23 @@ def check_evaluated_predictor(loaded: Optional[Dict]) -> None:
                          "with MODEL.PAPER_IMPROVEMENTS.GLOBAL_CONTEXT if the config sets it")
 
 
+def check_backbone_shapes(loaded: Optional[Dict], key: str = "MODEL.WEIGHTS") -> None:
+    """Stop (``CheckpointError``) when ``loaded`` (the checkpointer's record) has backbone
+    weights of other shapes than the model's: weights of another network (R-50 into an R-18:
+    the 3x3 convolutions of one width load, the rest do not) would train a half-loaded backbone
+    with nothing but a table of warnings to say so. A class-specific predictor of another shape
+    is normal when fine-tuning, and left to the checkpointer's table."""
+    bad = [m for m in (loaded or {}).get("mismatched", []) if m[0].startswith(BACKBONE_PREFIXES)]
+    if bad:
+        shown = "; ".join(f"{k}: {list(model)} in the model, {list(ckpt)} in the file"
+                          for k, model, ckpt in bad[:2])
+        raise CheckpointError(
+            f"{key} {loaded['path']} does not fit this backbone: {len(bad)} of its backbone "
+            f"weights have other shapes ({shown}), so it holds another network's weights. Set "
+            "MODEL.PAPER_RESNET (DEPTH, SHORTCUT, STRIDE_IN_1X1) to the network the weights "
+            f"are of, or give weights of this one in {key}")
+
+
 def check_frozen_norms(model, loaded: Optional[Dict]) -> None:
     """Stop (ValueError naming the fix) if the backbone has FrozenBN layers and ``loaded``, the
     checkpointer's record of what it loaded (None: nothing), leaves them without statistics or

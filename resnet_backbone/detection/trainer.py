@@ -244,7 +244,9 @@ def register(cfg, args) -> None:
         synchronize()
         specs = write_demo_datasets(data_dir) + specs
     register_and_check(specs, [] if args.eval_only else list(cfg.DATASETS.TRAIN),
-                       list(cfg.DATASETS.TEST), strict=cfg.DATASETS.STRICT, output_dir=cfg.OUTPUT_DIR)
+                       list(cfg.DATASETS.TEST), strict=cfg.DATASETS.STRICT, output_dir=cfg.OUTPUT_DIR,
+                       num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+                       skip_corrupt=cfg.DATALOADER.SKIP_CORRUPT)
 
 
 def train_and_evaluate(args):

@@ -166,6 +166,39 @@ def test_unwritable_folder_is_said(tmp_path, monkeypatch):
         save_checkpoint_atomic({"w": torch.ones(1)}, tmp_path / "model.pth")
 
 
+def test_a_full_disk_is_named_whatever_torch_says(tmp_path, monkeypatch):
+    """torch.save on a full disk raises "[enforce fail at inline_container.cc] unexpected pos";
+    the error names the full disk (the free space is read from the file system)."""
+    from resnet_backbone.checkpoint import atomic
+
+    path = _complete_pth(tmp_path / "model.pth", value=1)
+    before = path.read_bytes()
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"x" * (3 << 20))
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 3145728 vs 3145600")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(atomic, "_free_bytes", lambda d: 1 << 20)
+    with pytest.raises(CheckpointError, match=r"writing .*model.pth failed \(No space left on device: 1 "
+                                              r"MiB free in .* after 3 MiB written; free some space"):
+        save_checkpoint_atomic({"w": torch.ones(1)}, path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.pth"]
+    monkeypatch.setattr(atomic, "_free_bytes", lambda d: 10 << 30)  # space left: torch's words
+    with pytest.raises(CheckpointError, match=r"RuntimeError: \[enforce fail"):
+        save_checkpoint_atomic({"w": torch.ones(1)}, path)
+
+
+def test_a_file_system_turned_read_only_is_the_error_not_the_clean_up(tmp_path, monkeypatch):
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(torch, "save", read_only)
+    monkeypatch.setattr(os, "unlink", read_only)  # the temporary file cannot be removed either
+    with pytest.raises(CheckpointError, match=r"writing .*model.pth failed \(Read-only file system\)"):
+        save_checkpoint_atomic({"w": torch.ones(1)}, tmp_path / "model.pth")
+
+
 def test_metrics_lines_are_whole_and_cut_back_on_resume(tmp_path):
     from resnet_backbone.checkpoint import append_text, keep_json_lines
     path = tmp_path / "metrics.json"

@@ -68,3 +68,82 @@ def test_cli_refuses_malicious_weights(tmp_path, shapes_coco, tool, kind):
         proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert not marker.exists()
+
+
+# --- an error raised in a DataLoader worker process: one line, the original message ------------
+
+class _Raises(torch.utils.data.Dataset):
+    def __init__(self, error):
+        self.error = error
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        raise self.error
+
+
+def _worker_error(dataset):
+    """The exception torch re-raises from a DataLoader worker (DATALOADER.NUM_WORKERS 2). The
+    workers are shut down here: an iterator left to the garbage collector (torch's re-raise
+    makes a reference cycle) may be collected in a later forked worker, which then hangs."""
+    import gc
+
+    gc.collect()  # no such garbage in the workers forked now
+    it = iter(torch.utils.data.DataLoader(dataset, num_workers=2, batch_size=1,
+                                          collate_fn=lambda b: b))
+    try:
+        next(it)
+    except Exception as e:  # noqa: BLE001 - what the tool gets
+        return e
+    finally:
+        it._shutdown_workers()
+    raise AssertionError("no error from the workers")
+
+
+def test_user_error_from_a_dataloader_worker_is_one_line(tmp_path, capsys):
+    """torch re-raises a worker's exception as "Caught X in DataLoader worker process N.\n
+    Original Traceback ...": the tool prints only the original message (a corrupt JPEG read by
+    one of DATALOADER.NUM_WORKERS 2)."""
+    from resnet_backbone.cli.common import message, run_tool as run_tool_in_process
+    from resnet_backbone.data.datasets import CorruptImageError, ImageFolderDataset
+    from resnet_backbone.data.synthetic import make_synthetic, write_image_folder
+
+    write_image_folder(tmp_path, "val", make_synthetic(2, num_classes=1))
+    bad = sorted((tmp_path / "val").rglob("*.JPEG"))[0]
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    error = _worker_error(ImageFolderDataset(str(tmp_path), "val"))
+    assert isinstance(error, CorruptImageError) and "in DataLoader worker process" in str(error)
+
+    def body():
+        raise error
+
+    assert run_tool_in_process(body) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot read image {bad}: cannot identify image file '{bad}'. Remove or "
+                   "replace the file, or set DATALOADER.SKIP_CORRUPT True to skip such files\n")
+    # a KeyError's message keeps no quotes; a multi-line one stays whole
+    for raised, text in [(KeyError("no such key"), "no such key"),
+                         (ValueError("first line\n  second line"), "first line\n  second line")]:
+        error = _worker_error(_Raises(raised))
+        assert type(error) is type(raised) and message(error) == text
+
+
+def test_ctrl_c_and_a_stop_on_request_end_in_one_line_with_128_plus_the_signal(capsys):
+    import signal
+
+    from resnet_backbone.cli.common import run_tool as run_body
+    from resnet_backbone.stopping import RunStopped
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert run_body(interrupted) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted (Ctrl-C)") and "--resume" in err[0], err
+
+    def stopped():
+        raise RunStopped("stopped by SIGTERM after iteration 3: saved x", signal.SIGTERM)
+
+    assert run_body(stopped) == 143
+    assert capsys.readouterr().err.strip() == "stopped by SIGTERM after iteration 3: saved x"

@@ -164,7 +164,7 @@ def test_checkpoint_shape_mismatch_is_listed(capsys, tmp_path):
     assert rc == 2 and re.search(r"linear.weight\s*\|\s*5x64\s*\|\s*10x64", err), err
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+def test_sigkill_or_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
     opts = TINY + ["SOLVER.MAX_ITER", 15, "SOLVER.CHECKPOINT_PERIOD", 3, "SOLVER.KEEP_LAST", 10,
                    "TEST.EVAL_PERIOD", 15, "DATALOADER.NUM_WORKERS", 1]
     run_tool(TOOL, *opts, "OUTPUT_DIR", tmp_path / "full", threads=2, timeout=300, check=True)
@@ -189,6 +189,26 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert "resuming from" in done.stderr
     assert_same_state(load_checkpoint_file(tmp_path / "full" / "model_final.pth")["model"],
                       load_checkpoint_file(tmp_path / "killed" / "model_final.pth")["model"])
+    # SIGTERM (a scheduler's notice): the step is finished and saved, one line, exit 143
+    proc = subprocess.Popen([sys.executable, str(TOOL), *map(str, opts), "OUTPUT_DIR", str(tmp_path / "term")],
+                            env={**os.environ, "OMP_NUM_THREADS": "2"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    while not (tmp_path / "term" / "model_0000002.pth").exists() and proc.poll() is None:
+        assert time.time() < deadline + 240
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=120)[1]
+    match = re.search(r"^stopped by SIGTERM after iteration (\d+): saved (\S+); continue with the "
+                      r"same command and --resume$", stderr, re.M)
+    assert proc.returncode == 143 and match and "Traceback" not in stderr, stderr[-3000:]
+    stopped_at = int(match.group(1))
+    assert 3 <= stopped_at < 15 and match.group(2) == str(tmp_path / "term" / f"model_{stopped_at - 1:07d}.pth")
+    assert (tmp_path / "term" / "last_checkpoint").read_text() == f"model_{stopped_at - 1:07d}.pth"
+    assert not (tmp_path / "term" / "model_final.pth").exists()
+    done = run_tool(TOOL, "--resume", *opts, "OUTPUT_DIR", tmp_path / "term", threads=2, timeout=300)
+    assert done.returncode == 0 and f"resuming at iteration {stopped_at}" in done.stderr, done.stderr[-3000:]
+    assert_same_state(load_checkpoint_file(tmp_path / "full" / "model_final.pth")["model"],
+                      load_checkpoint_file(tmp_path / "term" / "model_final.pth")["model"])
 
 
 def test_two_process_ddp_matches_single_process(tmp_path):

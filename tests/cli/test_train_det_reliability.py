@@ -228,8 +228,9 @@ def _final_weights(out: Path):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(shapes, tmp_path):
-    """Killed while writing a checkpoint, and at another moment; each resumed run ends with
-    the uninterrupted run's weights, bit for bit (one thread: the same order of float sums)."""
+    """Killed while writing a checkpoint, at another moment, and stopped by SIGTERM (which saves
+    the step it ends); each resumed run ends with the uninterrupted run's weights, bit for bit
+    (one thread: the same order of float sums)."""
     opts = ["--config-file", REPO / "configs" / "detection" / "Demo-Shapes-R18-C4.yaml",
             *with_dataset(shapes, *DETERMINISTIC)]
     env = {"OMP_NUM_THREADS": "1"}
@@ -240,25 +241,39 @@ def test_sigkill_then_resume_matches_uninterrupted_run(shapes, tmp_path):
         return any(d.glob(".model_0000005.pth.*.tmp")) and not (d / "model_0000005.pth").exists()
 
     for case, ready in (("during_write", writing_model_5),
-                        ("between_checkpoints", lambda d: (d / "model_0000002.pth").exists())):
+                        ("between_checkpoints", lambda d: (d / "model_0000002.pth").exists()),
+                        ("sigterm", lambda d: (d / "model_0000002.pth").exists())):
         out = tmp_path / case
         out.mkdir()
         proc = subprocess.Popen([sys.executable, str(TRAIN_DET), *map(str, opts), "OUTPUT_DIR", str(out)],
                                 cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 300
         while not ready(out) and proc.poll() is None:
             assert time.time() < deadline
             time.sleep(0.005)
-        proc.send_signal(signal.SIGSTOP)  # frozen: what is on disk now is what the kill leaves
-        if case == "during_write":  # the kill lands inside the write, not after it
-            assert writing_model_5(out), "the checkpoint write ended before the kill; not the case tested"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        if case == "sigterm":  # what a scheduler sends: a checkpoint of the step, a line, 143
+            proc.send_signal(signal.SIGTERM)
+            stderr = proc.communicate(timeout=120)[1]
+            line = stderr.strip().splitlines()[-1]
+            match = re.fullmatch(r"stopped by SIGTERM after iteration (\d+): saved (\S+); continue "
+                                 r"with the same command and --resume", line)
+            assert proc.returncode == 143 and match and "Traceback" not in stderr, stderr[-3000:]
+            stopped_at = int(match.group(1))
+            assert match.group(2) == str(out / f"model_{stopped_at - 1:07d}.pth")
+            assert (out / "last_checkpoint").read_text() == f"model_{stopped_at - 1:07d}.pth"
+            assert 3 <= stopped_at < 12 and not (out / "inference").exists()  # not evaluated
+        else:
+            proc.send_signal(signal.SIGSTOP)  # frozen: what is on disk now is what the kill leaves
+            if case == "during_write":  # the kill lands inside the write, not after it
+                assert writing_model_5(out), "the checkpoint write ended before the kill; not the case tested"
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
         assert not (out / "model_final.pth").exists(), f"{case}: the run ended before the kill"
         resumed = run(TRAIN_DET, "--resume", *opts, "OUTPUT_DIR", out, env=env)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert "Starting training from iteration 0" not in resumed.stdout + resumed.stderr, case
+        assert not list(out.glob(".*.tmp")), case  # the killed write's temporary file removed
         got = _final_weights(out)
         for k in expected:
             assert torch.equal(got[k], expected[k]), (case, k)

@@ -115,3 +115,63 @@ def test_a_second_run_in_one_process_logs_only_to_its_own_folder(tmp_path, monke
     assert second_console.getvalue().count("line of the second run") == 1
     assert "line of the second run" in (tmp_path / "second" / "log.txt").read_text()
     assert "line of the second run" not in (tmp_path / "first" / "log.txt").read_text()
+
+
+def test_weights_of_another_depth_are_refused_not_half_loaded(tmp_path):
+    """R-50 weights into an R-18 detector with BN (no FrozenBN check applies): the 3x3
+    convolutions of one width would load and the rest not; one error names the mismatch."""
+    import pytest
+    import torch
+
+    from resnet_backbone.checkpoint import CheckpointError
+    from resnet_backbone.detection import get_detection_cfg
+    from resnet_backbone.detection.engine import load_weights
+    from resnet_backbone.detection.trainer import DetectionTrainer
+
+    config = str(Path(__file__).resolve().parents[2] / "configs" / "detection" / "Demo-Shapes-R18-C4.yaml")
+    r50 = DetectionTrainer.build_model(get_detection_cfg(config, ["MODEL.DEVICE", "cpu",
+                                                                  "MODEL.PAPER_RESNET.DEPTH", "50"]))
+    torch.save({"model": r50.state_dict()}, tmp_path / "r50.pth")
+    for weights, fits in ((tmp_path / "r50.pth", False), (None, True)):
+        cfg = get_detection_cfg(config, ["MODEL.DEVICE", "cpu"])
+        model = DetectionTrainer.build_model(cfg)
+        if weights is None:  # this network's own weights load
+            weights = tmp_path / "r18.pth"
+            torch.save({"model": model.state_dict()}, weights)
+        checkpointer = DetectionTrainer.build_checkpointer(cfg, model)
+        if fits:
+            load_weights(model, checkpointer, str(weights), resume=False)
+            continue
+        with pytest.raises(CheckpointError, match=r"MODEL.WEIGHTS .*r50.pth does not fit this backbone: "
+                                                  r"\d+ of its backbone weights have other shapes \(backbone.res2"):
+            load_weights(model, checkpointer, str(weights), resume=False)
+
+
+def test_a_failed_run_is_not_evaluated_and_its_one_line_errors_lose_detectron2s_traceback():
+    """detectron2 runs EvalHook.after_train in a ``finally``: a run that failed at its last
+    iteration (the final checkpoint on a full disk) would be evaluated as if it had finished,
+    after detectron2 logged the error's traceback."""
+    from types import SimpleNamespace
+
+    from resnet_backbone.checkpoint import CheckpointError
+    from resnet_backbone.detection.engine import DropReportedTraceback, EvalAfterTraining
+
+    calls = []
+    hook = EvalAfterTraining(0, lambda: calls.append(1) or {})
+    hook.trainer = SimpleNamespace(iter=9, max_iter=10)
+    try:
+        raise CheckpointError("writing model_final.pth failed (no space left on device)")
+    except CheckpointError as e:
+        error = e
+        try:
+            pass
+        finally:
+            hook.after_train()  # as detectron2's train() runs it while the error propagates
+    assert calls == []
+    hook.after_train()  # a run that finished
+    assert calls == [1]
+    record = logging.LogRecord("detectron2.engine.train_loop", logging.ERROR, __file__, 1,
+                               "Exception during training:", None, (type(error), error, None))
+    assert not DropReportedTraceback().filter(record)
+    record.exc_info = (RuntimeError, RuntimeError("a bug"), None)
+    assert DropReportedTraceback().filter(record)  # a bug keeps its traceback
