@@ -34,9 +34,23 @@ setup(
     # configs/ (the paper's recipes, the demos') ships inside the package as resnet_backbone.configs
     packages=find_packages(include=["resnet_backbone", "resnet_backbone.*"]) + ["resnet_backbone.configs"],
     package_dir={"resnet_backbone.configs": "configs"},
-    package_data={"resnet_backbone.configs": ["*/*.yaml", "*/*/*.yaml", "*/*.py",
+    package_data={"resnet_backbone": ["py.typed"],
+                  "resnet_backbone.configs": ["*/*.yaml", "*/*/*.yaml", "*/*.py",
                                               "detection/common/*.py", "detection/common/*/*.py"]},
     python_requires=">=3.9",
+    license="Apache-2.0",  # as detectron2 and timm; the text: LICENSE
+    license_files=["LICENSE"],
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.9",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Typing :: Typed",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
     install_requires=["torch>=2.1", "torchvision>=0.16", "fvcore", "numpy", "pillow", "pyyaml",
                       "tabulate"],
     extras_require={

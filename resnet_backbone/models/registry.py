@@ -7,10 +7,11 @@ the backbone export) asks ``model_spec(name)`` instead of parsing the name.
 """
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 from torch import nn
 
+from .features import FeatureListNet
 from .resnet import CIFAR_PAPER_DEPTHS, IMAGENET_DEPTHS, ResNetClassifier
 from .vgg import VGG16Classifier
 
@@ -65,20 +66,25 @@ def model_spec(name: str) -> ModelSpec:
     return _MODELS[name]
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+def create_model(name: str, *, features_only: bool = False,
+                 out_indices: Optional[Sequence[int]] = None, **kwargs) -> nn.Module:
     """Build a network by name, e.g. ``create_model("resnet50", num_classes=1000)``.
 
     Keyword arguments (those that apply to the network): ``num_classes`` (1000 ImageNet, 10
     CIFAR), ``shortcut`` ('A'|'B'|'C', default B for ImageNet and A for CIFAR; residual nets only),
     ``stride_in_1x1`` (default True, the paper's placement), ``norm``, ``zero_init_residual``;
-    VGG-16 takes ``num_classes``, ``dropout`` and ``ceil_mode``. Unknown names or options raise
-    ValueError listing the valid ones.
+    VGG-16 takes ``num_classes``, ``dropout`` and ``ceil_mode``. ``features_only=True`` (timm's
+    interface, ``.features``): the stage maps of ``out_indices`` as a list, described by
+    ``model.feature_info``. Unknown names or options raise ValueError listing the valid ones.
     """
     spec = model_spec(name)
     unknown = sorted(set(kwargs) - set(spec.options))
     if unknown:
         raise ValueError(f"{name} does not take option(s) {unknown}; valid options: {spec.options}")
-    return spec.builder(**kwargs)
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices applies with features_only=True")
+    model = spec.builder(**kwargs)
+    return FeatureListNet(model, out_indices) if features_only else model
 
 
 def _imagenet_builder(depth: int, residual: bool) -> Callable[..., nn.Module]:

@@ -33,6 +33,20 @@ IMAGENET_DEPTHS = {
 CIFAR_PAPER_DEPTHS = (20, 32, 44, 56, 110, 1202)
 
 
+def check_image_batch(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when it is an (N, C, H, W) batch, else a ``ValueError`` that says so.
+
+    A leaf for torch.fx (``torch.fx.wrap`` below): a shape test in ``forward`` would be control
+    flow on a traced value, which FX tracing (torchvision's ``create_feature_extractor``) refuses;
+    TorchScript, ``torch.export`` and ``torch.compile`` (the rank is static) see through it."""
+    if x.dim() != 4:
+        raise ValueError(f"ResNet takes (N, C, H, W) inputs; got shape {list(x.shape)}")
+    return x
+
+
+torch.fx.wrap("check_image_batch")
+
+
 class FeatureShape(NamedTuple):
     """Channels and stride of a backbone's output map (detectron2's ``ShapeSpec`` fields)."""
 
@@ -189,9 +203,7 @@ class ResNet(ResNetBody):
         self.freeze(freeze_at)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        if x.dim() != 4:
-            raise ValueError(f"ResNet takes (N, C, H, W) inputs; got shape {list(x.shape)}")
-        return self.run_stages(x, self._out_features)[1]
+        return self.run_stages(check_image_batch(x), self._out_features)[1]
 
     def output_shape(self) -> Dict[str, FeatureShape]:
         """Channels and stride of each output."""
@@ -210,9 +222,7 @@ class ResNetClassifier(ResNetBody):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (before pooling)."""
-        if x.dim() != 4:
-            raise ValueError(f"ResNet takes (N, C, H, W) inputs; got shape {list(x.shape)}")
-        return self.run_stages(x, [])[0]
+        return self.run_stages(check_image_batch(x), [])[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.adaptive_avg_pool2d(self.forward_features(x), 1)
