@@ -124,7 +124,7 @@ def training_losses(model, images):
     model.train()
     torch.manual_seed(3)
     with EventStorage():  # the heads log their sampling statistics
-        return {name: float(loss) for name, loss in model(batch).items()}
+        return {name: float(loss.detach()) for name, loss in model(batch).items()}
 
 
 def test_box_refinement_leaves_training_unchanged(images):
