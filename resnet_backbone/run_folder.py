@@ -125,7 +125,8 @@ def claim_output_dir(output_dir: str, *, resume: bool, overwrite: bool = False,
     started = run_files(output_dir, STARTED)
     if started and not resume:
         if not overwrite:
-            shown = ", ".join(started[:4]) + (f" and {len(started) - 4} more" if len(started) > 4 else "")
+            more = f" and {len(started) - 4} more" if len(started) > 4 else ""
+            shown = ", ".join(started[:4]) + more
             raise OutputDirError(
                 f"OUTPUT_DIR {output_dir} already holds a training run ({shown}); continue it "
                 "with --resume, start it over with --overwrite (its checkpoints and metrics are "
@@ -210,5 +211,5 @@ def claim_run(output_dir: str, *, resume: bool, overwrite: bool, eval_only: bool
         logger.warning("--resume: cannot compare the config with the run's (%s)", e)
 
 
-__all__ = ["OutputDirError", "claim_run", "claim_output_dir", "release_output_dir", "check_resume_config",
-           "changed_settings", "run_files", "RUN_FILES", "LOCK_NAME"]
+__all__ = ["OutputDirError", "claim_run", "claim_output_dir", "release_output_dir",
+           "check_resume_config", "changed_settings", "run_files", "RUN_FILES", "LOCK_NAME"]

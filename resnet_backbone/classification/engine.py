@@ -314,8 +314,8 @@ class ClassificationTrainer:
             self.checkpointer.save(name, iteration=it, **self._checkpoint_state())
         synchronize()
         signum = requested() or signal.SIGTERM
-        raise RunStopped(stopped_message(signum, it + 1, str(Path(self.cfg.OUTPUT_DIR) / f"{name}.pth")),
-                         signum)
+        saved = str(Path(self.cfg.OUTPUT_DIR) / f"{name}.pth")
+        raise RunStopped(stopped_message(signum, it + 1, saved), signum)
 
     def _validate(self, done: int, log: Optional[MetricsLog], bar) -> None:
         result = self.evaluate(self.cfg.TEST.EVAL_MODE)

@@ -4,8 +4,8 @@ and the LazyConfig path (``.lazy``): each of them only turns its config into a `
 
 What it owns, once for both paths:
 
-* ``setup_run``: the output folder checked, detectron2's loggers (``setup_logger``), the
-  environment report (``.compat.environment_report``: no traceback without compiled ops), the
+* ``setup_run``: the output folder checked and claimed (``run_folder.claim_run``), detectron2's
+  loggers (``setup_logger``), the environment report (``.compat.environment_report``: no traceback without compiled ops), the
   command line and config logged, the config saved as ``config.yaml``, the RNGs seeded (seed +
   rank), cuDNN benchmark, as detectron2's ``default_setup`` does;
 * ``register_and_check``: ``--dataset`` registration, then every dataset of the job checked and
@@ -22,6 +22,9 @@ What it owns, once for both paths:
   partial line to resume on), a public ``EventWriter`` in place of detectron2's ``JSONWriter``;
 * divergence: a NaN/inf loss ends as one ``NonFiniteLossError`` line with the iteration, lr,
   the last good checkpoint and ``DIVERGENCE_CAUSES``;
+* stopping on request (``StopOnRequest``): SIGTERM / Ctrl-C save the step's checkpoint and end
+  the run with ``RunStopped``; a run that failed is not evaluated (``EvalAfterTraining``), and
+  detectron2's traceback of an error reported in one line is dropped (``DropReportedTraceback``);
 * ``evaluate``: inference on each test set, the results table and the paper's metric line.
 
 Errors name the YAML keys; the LazyConfig path passes ``key_names`` to say its own.
@@ -302,8 +305,8 @@ class StopOnRequest(hooks.HookBase):
             self.checkpointer.save(name, iteration=it)
         synchronize()
         signum = stop_requested() or signal.SIGTERM
-        raise RunStopped(stopped_message(signum, it + 1, os.path.join(self.output_dir, name + ".pth")),
-                         signum)
+        saved = os.path.join(self.output_dir, name + ".pth")
+        raise RunStopped(stopped_message(signum, it + 1, saved), signum)
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -438,6 +441,7 @@ class DetectionEngine:
 
 
 __all__ = ["DetectionEngine", "TrainJob", "SeededSteps", "SeededSimpleTrainer", "SeededAMPTrainer",
-           "JSONLinesWriter", "event_writers", "StopOnRequest", "EvalAfterTraining", "evaluate", "paper_metrics", "setup_run",
+           "JSONLinesWriter", "event_writers", "StopOnRequest", "EvalAfterTraining", "evaluate",
+           "paper_metrics", "setup_run",
            "register_and_check", "load_weights", "load_weights_to_evaluate", "keys_named",
            "DIVERGENCE_CAUSES"]

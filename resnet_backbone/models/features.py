@@ -60,12 +60,13 @@ class FeatureListNet(nn.Module):
                          for b, n, c in VGG16_LAYOUT]
             del model.head, model.fc8
         else:
-            raise ValueError(f"features_only takes the paper's ResNets and VGG-16; got {type(model).__name__}")
+            raise ValueError("features_only takes the paper's ResNets and VGG-16; got "
+                             f"{type(model).__name__}")
         out_indices = list(range(len(available)) if out_indices is None else out_indices)
         bad = [i for i in out_indices if not (isinstance(i, int) and 0 <= i < len(available))]
         if bad or not out_indices or len(set(out_indices)) != len(out_indices):
-            raise ValueError(f"out_indices {out_indices}: give distinct indices in 0..{len(available) - 1} "
-                             f"({', '.join(e['module'] for e in available)})")
+            raise ValueError(f"out_indices {out_indices}: give distinct indices in "
+                             f"0..{len(available) - 1} ({', '.join(e['module'] for e in available)})")
         self.body = model
         self.feature_info = FeatureInfo([available[i] for i in out_indices], out_indices)
         self._names = [available[i]["module"] for i in out_indices]
