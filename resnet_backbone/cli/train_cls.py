@@ -18,9 +18,9 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from ..checkpoint import write_text_atomic
 from ..classification.config import load_cls_cfg
 from ..distributed import is_main_process, launch
-from ..checkpoint import write_text_atomic
 from ..errors import prepare_output_dir
 from ..run_folder import claim_run
 from .common import run_tool, training_argument_parser, worker
@@ -48,7 +48,8 @@ def train_and_evaluate(args, world_size: int) -> None:
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     if is_main_process():  # the folder is this run's (a lock; no silent overwrite), config.yaml
         claim_run(cfg.OUTPUT_DIR, resume=args.resume, overwrite=args.overwrite,
-                  eval_only=args.eval_only, write_config=lambda path: write_text_atomic(path, cfg.dump()),
+                  eval_only=args.eval_only,
+                  write_config=lambda path: write_text_atomic(path, cfg.dump()),
                   fixed=RESUME_FIXED, free=("MODEL.WEIGHTS", "MODEL.DEVICE"))
     trainer = ClassificationTrainer(cfg, resume=args.resume, eval_only=args.eval_only)
     if not args.eval_only:
