@@ -94,9 +94,6 @@ def box_problem(x0: float, y0: float, x1: float, y1: float, width: Optional[int]
 
 # ------------------------------------------------------------------------------ image files
 
-#: Threads or processes verifying files: None, the core's choice (``image_check``: this
-#: process below ``image_check.SERIAL_BELOW`` files, else a process pool, one per core up to 16).
-WORKERS = None
 #: The files of one folder are cached in this many groups (by a hash of their names), so that a
 #: changed file re-verifies its group only (COCO's train2017/ holds 118k images).
 BUCKETS = 256
@@ -150,7 +147,7 @@ def _bucket(path: str) -> str:
 
 
 def check_images(paths: Iterable[str], cache_file: Optional[str] = None,
-                 workers: Optional[int] = WORKERS) -> ImageCheck:
+                 workers: Optional[int] = None) -> ImageCheck:
     """Check the image files ``paths`` (``image_problem``), reusing the result of each group
     of files (a ``BUCKETS``-th of a folder) whose (path, size, mtime) are as in ``cache_file``
     (None: no cache): ``image_check.check_files``, which also picks the pool of ``workers``
@@ -238,7 +235,7 @@ def _repeated(entries: Sequence[Dict]) -> Dict[object, List[Dict]]:
 
 def check_coco(json_file: str, image_root: str, *, num_classes: Optional[int] = None,
                verify_images: bool = True, cache_file: Optional[str] = None,
-               workers: Optional[int] = WORKERS) -> CocoCheck:
+               workers: Optional[int] = None) -> CocoCheck:
     """Check a COCO json and its images (see the module); ``num_classes``: the model's
     ``MODEL.ROI_HEADS.NUM_CLASSES`` (None: not checked); ``verify_images`` False only checks
     that each file exists; ``cache_file``: ``check_images``'."""
@@ -339,7 +336,7 @@ def write_cleaned_coco(json_file: str, bad_annotations: Iterable, out_file: str,
 
 def check_records(records: Sequence[Dict], num_classes: int, *, verify_images: bool = True,
                   cache_file: Optional[str] = None,
-                  workers: Optional[int] = WORKERS) -> Tuple[List[Problem], List[Dict], int]:
+                  workers: Optional[int] = None) -> Tuple[List[Problem], List[Dict], int]:
     """(problems, records without the bad annotations, images without annotations) of
     detectron2 dataset dicts (any registered dataset: VOC, or COCO once loaded); the image
     files are checked as ``check_images`` (``verify_images`` False: only that they exist).
