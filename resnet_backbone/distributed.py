@@ -66,6 +66,23 @@ def synchronize() -> None:
         dist.barrier()
 
 
+def first_then_others(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in the first process of each machine, then, after a barrier, in the others, which
+    find what it cached (a dataset check's verdicts). When the first one raises, the barrier is
+    still met (nobody waits for a process that has left it) and the error raised there."""
+    first = get_local_rank() == 0
+    result, error = None, None
+    if first:
+        try:
+            result = fn()
+        except Exception as e:  # noqa: BLE001 - raised again below, after the barrier
+            error = e
+    synchronize()
+    if error is not None:
+        raise error
+    return result if first else fn()
+
+
 def gather(obj: Any, dst: int = 0) -> Optional[List[Any]]:
     """Every process's picklable ``obj``, as a list on process ``dst`` (None elsewhere)."""
     if get_world_size() == 1:

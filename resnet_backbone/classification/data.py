@@ -7,7 +7,7 @@ import logging
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..distributed import get_local_rank, is_main_process, synchronize
+from ..distributed import first_then_others, is_main_process
 from ..data.datasets import ArrayDataset, ImageFolderDataset, load_cifar10
 from ..data.synthetic import make_synthetic
 from .transforms import CifarTrainTransform, FastImageNetTrainTransform, Normalizer, TestViews
@@ -56,12 +56,7 @@ def _image_folders(cfg):
                 if report.bad:
                     print(report.skip_message(SPLIT_NAMES.get(dataset.split, dataset.split)), flush=True)
 
-    first = get_local_rank() == 0
-    if first:
-        check()
-    synchronize()
-    if not first:
-        check()  # the first process's result, read from the cache
+    first_then_others(check)  # the others read the first process's verdicts from the cache
     return train, val, None
 
 

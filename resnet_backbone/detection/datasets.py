@@ -24,7 +24,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
-from ..distributed import is_main_process, synchronize
+from ..distributed import first_then_others, is_main_process, synchronize
 from .compat import numpy_compat  # noqa: F401  (used here; users and tests import it from here)
 from .validation import (DatasetError, Problem, categories_problem, check_coco, check_records,
                          image_cache_file, problems_table, write_cleaned_coco)
@@ -161,20 +161,6 @@ def _reregister_coco(name: str, json_file: str) -> None:
     register_coco_instances(name, kept, json_file, image_root)
 
 
-def _main_first(check):
-    """``check()`` on process 0, then on the others, which find its images in the cache."""
-    result, error = None, None
-    if is_main_process():
-        try:
-            result = check()
-        except DatasetError as e:  # the others meet the barrier, then raise it too
-            error = e
-    synchronize()
-    if error is not None:
-        raise error
-    return result if result is not None else check()
-
-
 def validate_datasets(train_names: Sequence[str], test_names: Sequence[str], *, strict: bool,
                       output_dir: str, num_classes: Optional[int] = None,
                       skip_corrupt: bool = False, verify_images: bool = True) -> None:
@@ -187,7 +173,7 @@ def validate_datasets(train_names: Sequence[str], test_names: Sequence[str], *, 
         meta, kind, train = MetadataCatalog.get(name), evaluator_type(name), name in train_names
         if kind == "coco":
             cache = image_cache_file(meta.image_root)
-            found = _main_first(lambda: check_coco(meta.json_file, meta.image_root,
+            found = first_then_others(lambda: check_coco(meta.json_file, meta.image_root,
                                                    num_classes=num_classes, cache_file=cache,
                                                    verify_images=verify_images))
             reasons = found.image_check.bad if found.image_check else {}
@@ -214,7 +200,7 @@ def validate_datasets(train_names: Sequence[str], test_names: Sequence[str], *, 
                                    f"lists no images for split {getattr(meta, 'split', '?')!r}")
             classes = list(meta.thing_classes)
             folder = getattr(meta, "dirname", os.path.dirname(records[0]["file_name"]))
-            problems, cleaned, unannotated = _main_first(lambda: check_records(
+            problems, cleaned, unannotated = first_then_others(lambda: check_records(
                 records, len(classes), cache_file=image_cache_file(folder),
                 verify_images=verify_images))
             too_many = categories_problem(folder, classes, num_classes)
