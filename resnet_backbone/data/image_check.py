@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image, UnidentifiedImageError
+
+from ..checkpoint import CheckpointError, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -144,24 +145,13 @@ def _read_caches(files: Sequence[Path]) -> List[Dict[str, dict]]:
 
 
 def _write_cache(files: Sequence[Path], data: dict) -> Optional[str]:
+    """``data`` written (atomically: ``write_text_atomic``) to the first of ``files`` that can be
+    written; its path, or None when none can."""
     text = json.dumps(data, indent=1, sort_keys=True)
     for path in files:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(text)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-            return str(path)
-        except OSError as e:
+            return write_text_atomic(path, text)
+        except CheckpointError as e:
             logger.debug("dataset check: cannot write %s (%s)", path, e)
     return None
 
