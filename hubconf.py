@@ -7,9 +7,13 @@
     features = torch.hub.load("/path/to/this/checkout", "resnet50", source="local",
                               features_only=True, out_indices=(2, 3, 4))
 
-The networks start untrained: this package names no downloadable weights yet. Weights you have
-(MSRA caffe2, detectron2, torchvision, ours) load with ``resnet_backbone.convert`` and the
-checkpoint tools (README, "Weights").
+    model = torch.hub.load("/path/to/this/checkout", "resnet50", source="local",
+                           weights="resnet50.torchvision")
+
+The networks start untrained unless ``weights`` names an entry of
+``resnet_backbone.weights_registry`` (a file you put in the weights folder, its sha256 checked:
+nothing is downloaded) or a path. Other weights you have (MSRA caffe2, detectron2, ours) load
+with ``resnet_backbone.convert`` and the checkpoint tools (README, "Weights").
 """
 from resnet_backbone.models.registry import create_model as _create_model
 from resnet_backbone.models.registry import list_models as _list_models
@@ -26,7 +30,8 @@ def _entry(name):
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = (f"{name}: {spec.depth}-layer {'CIFAR-10' if spec.cifar else 'ImageNet'} "
                      f"{'residual' if spec.residual else 'plain'} network of He et al. (2016); "
-                     "keyword arguments as resnet_backbone.create_model (untrained).")
+                     "keyword arguments as resnet_backbone.create_model (weights=: a registry "
+                     "name or a path; untrained without).")
     return entry
 
 

@@ -15,7 +15,7 @@ HERE = Path(__file__).parent
 
 TOOLS = ["train_cls", "train_det", "benchmark", "analyze_model", "convert_weights",
          "export_backbone", "export_model", "plot_curves", "plot_responses", "visualize_det",
-         "run_seeds", "aggregate_runs"]
+         "run_seeds", "aggregate_runs", "predict_det", "predict_cls"]
 
 
 def read_version() -> str:
@@ -41,7 +41,6 @@ setup(
     license="Apache-2.0",  # as detectron2 and timm; the text: LICENSE
     license_files=["LICENSE"],
     classifiers=[
-        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.9",
         "Programming Language :: Python :: 3.10",

@@ -11,16 +11,17 @@ backbones and heads.
 >>> resnet_backbone.list_models()[:3]
 ['resnet18', 'resnet34', 'resnet50']
 """
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # Importing the package changes no process-wide state: third-party import-time warnings are
 # silenced where this package imports those modules (``third_party.quiet_third_party_imports``).
 from .models import (VGG16, BasicBlock, BottleneckBlock, CifarStem, ImageNetStem,
                      ModelSpec, ResNet, ResNetClassifier, VGG16Classifier, build_resnet,
                      create_model, list_models, make_stage, model_spec, register_model)
+from .weights_registry import list_weights
 
 __all__ = [
     "BasicBlock", "BottleneckBlock", "CifarStem", "ImageNetStem", "make_stage",
     "create_model", "list_models", "model_spec", "register_model", "ModelSpec",
-    "ResNet", "ResNetClassifier", "build_resnet", "VGG16", "VGG16Classifier",
+    "ResNet", "ResNetClassifier", "build_resnet", "VGG16", "VGG16Classifier", "list_weights",
 ]

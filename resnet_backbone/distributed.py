@@ -9,14 +9,23 @@ detectron2 v0.6's ``launch`` asserts CUDA when it starts more than one process; 
 NCCL when CUDA is available and gloo otherwise, so ``--num-gpus 2`` runs two CPU processes.
 Collectives time out after ``timeout`` so a dead or stuck worker stops the job with a message
 instead of hanging it. Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment)
-the process group is initialised from the environment and nothing is spawned.
+the process group is initialised from the environment and nothing is spawned; under ``srun``
+(``SLURM_PROCID`` ...) ``adopt_slurm_env`` first sets those variables the way torchrun would.
+
+Several machines need no shared filesystem: what one process computes or reads (a mean image,
+a dataset's verdict, a checkpoint) reaches the others through ``computed_once`` (a broadcast).
+A machine that does not join a ``--dist-url tcp://`` job within ``timeout`` is named in one
+line (``MachineMissingError``).
 """
 import os
+import pickle
 import random
+import re
 import signal
 import socket
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Callable, List, Optional, Sequence
@@ -33,6 +42,10 @@ DEFAULT_TIMEOUT = timedelta(minutes=30)
 
 class WorkerFailedError(RuntimeError):
     """A worker process of a multi-process job exited with an error or was killed."""
+
+
+class MachineMissingError(WorkerFailedError):
+    """A machine of a multi-machine job did not join (or machine 0 could not be reached)."""
 
 
 def _free_port() -> int:
@@ -55,6 +68,14 @@ def get_rank() -> int:
 
 def get_local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def get_machine_rank() -> int:
+    """This process's machine: torchrun's GROUP_RANK, else its rank over the processes per
+    machine (LOCAL_WORLD_SIZE, which ``launch`` and torchrun set)."""
+    if "GROUP_RANK" in os.environ:
+        return int(os.environ["GROUP_RANK"])
+    return get_rank() // max(int(os.environ.get("LOCAL_WORLD_SIZE", 1)), 1)
 
 
 def is_main_process() -> bool:
@@ -81,6 +102,32 @@ def first_then_others(fn: Callable[[], Any]) -> Any:
     if error is not None:
         raise error
     return result if first else fn()
+
+
+def computed_once(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in process 0 only, its result (picklable) broadcast to every process: what a
+    machine computes or reads from its own disk, shared without a shared filesystem. When
+    ``fn`` raises there, every process raises that error (nobody waits for a result)."""
+    box: List[Any] = [None, None]
+    if get_rank() == 0:
+        try:
+            box[0] = fn()
+        except Exception as e:  # noqa: BLE001 - raised again below, in every process
+            box[1] = _picklable(e)
+    if get_world_size() > 1:
+        dist.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        raise box[1]
+    return box[0]
+
+
+def _picklable(e: Exception) -> Exception:
+    """``e``, or a RuntimeError with its text when it cannot be sent to the other processes."""
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:  # noqa: BLE001 - any pickling failure
+        return RuntimeError(f"{type(e).__name__}: {e}")
 
 
 def gather(obj: Any, dst: int = 0) -> Optional[List[Any]]:
@@ -143,6 +190,57 @@ def cpu_if_no_cuda(device: str, setting: str) -> str:
 
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+#: The port of process 0 under srun when MASTER_PORT is not set (torchrun's default).
+SLURM_DEFAULT_PORT = 29500
+
+
+def slurm_env(env: Optional[dict] = None) -> Optional[dict]:
+    """The torchrun variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK,
+    MASTER_ADDR, MASTER_PORT) for a process started by ``srun`` with several tasks, or None.
+
+    As torchvision's references: ``SLURM_PROCID`` is the rank, ``SLURM_NTASKS`` (the step's
+    ``SLURM_STEP_NUM_TASKS`` when set) the world size, ``SLURM_LOCALID`` the local rank (the
+    GPU), ``SLURM_NODEID`` the machine. MASTER_ADDR, when not set, is the first host of
+    ``SLURM_STEP_NODELIST`` / ``SLURM_JOB_NODELIST`` / ``SLURM_NODELIST`` (no ``scontrol``);
+    MASTER_PORT, when not set, ``SLURM_DEFAULT_PORT``. One task (an ``sbatch`` script itself,
+    ``salloc``), or variables torchrun set already: None, nothing to adopt."""
+    env = os.environ if env is None else env
+    tasks = env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS")
+    if "SLURM_PROCID" not in env or "SLURM_LOCALID" not in env or not tasks or int(tasks) < 2:
+        return None
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return None
+    nodelist = (env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
+                or env.get("SLURM_NODELIST") or "127.0.0.1")
+    per_node = env.get("SLURM_STEP_TASKS_PER_NODE") or env.get("SLURM_TASKS_PER_NODE") or "1"
+    return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": str(int(tasks)),
+            "LOCAL_RANK": env["SLURM_LOCALID"], "LOCAL_WORLD_SIZE": re.split(r"[(,]", per_node)[0],
+            "GROUP_RANK": env.get("SLURM_NODEID", "0"),
+            "MASTER_ADDR": env.get("MASTER_ADDR") or first_host(nodelist),
+            "MASTER_PORT": env.get("MASTER_PORT") or str(SLURM_DEFAULT_PORT)}
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: "node[03-05,7],gpu1" -> "node03",
+    "rack[2-3]-n[1-4]" -> "rack2-n1"."""
+    m = re.match(r"([^,\[]*)(?:\[([^\]]*)\])?", nodelist.strip())
+    prefix, ranges = m.groups()
+    if ranges is None:
+        return prefix
+    rest = nodelist.strip()[m.end():]
+    tail = first_host(rest) if rest and not rest.startswith(",") else ""
+    return prefix + re.split(r"[-,]", ranges)[0] + tail
+
+
+def adopt_slurm_env() -> bool:
+    """Under ``srun`` with several tasks: set the torchrun variables (``slurm_env``) in this
+    process's environment, so that ``launch`` initialises from it. Whether it did."""
+    found = slurm_env()
+    if found is not None:
+        os.environ.update(found)
+    return found is not None
 
 
 def launch(main_func: Callable, num_gpus_per_machine: int, num_machines: int = 1,
@@ -238,10 +336,69 @@ def _worker(local_rank: int, main_func: Callable, world_size: int, num_gpus_per_
     os.environ["LOCAL_WORLD_SIZE"] = str(num_gpus_per_machine)
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(_backend(), init_method=dist_url, world_size=world_size, rank=rank,
-                            timeout=timeout)
+    try:
+        _join(dist_url, world_size, rank, num_gpus_per_machine, timeout)
+    except MachineMissingError as e:  # a user's error: one line, exit 2 (the launcher's rule)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
     try:
         synchronize()
         main_func(*args)
     finally:
         dist.destroy_process_group()
+
+
+def _join(dist_url: str, world_size: int, rank: int, per_machine: int, timeout: timedelta) -> None:
+    """The process group. For ``tcp://HOST:PORT``, through a store where each process says it
+    joined, so that process 0 names a machine that did not come within ``timeout``, and the
+    others say when machine 0 cannot be reached (``MachineMissingError``), instead of a
+    timeout's traceback. Other URLs: ``init_process_group`` as it is."""
+    m = re.fullmatch(r"tcp://(.+):(\d+)", dist_url)
+    if m is None:
+        dist.init_process_group(_backend(), init_method=dist_url, world_size=world_size,
+                                rank=rank, timeout=timeout)
+        return
+    seconds = f"{timeout.total_seconds():g} s"
+    try:
+        store = dist.TCPStore(m.group(1), int(m.group(2)), world_size, is_master=rank == 0,
+                              timeout=timeout, wait_for_workers=False)
+    except (RuntimeError, OSError) as e:
+        if rank == 0:
+            raise MachineMissingError(f"machine 0 cannot listen on {dist_url} ({_first_line(e)}); "
+                                      "give a free port of this machine in --dist-url") from None
+        raise MachineMissingError(f"machine 0 did not answer at {dist_url} within {seconds}: start "
+                                  "it (--machine-rank 0), or check --dist-url and the network") from None
+    store.set(f"joined/{rank}", "1")
+    if rank == 0:
+        _wait_for_machines(store, world_size, per_machine, dist_url, timeout)
+    try:
+        dist.init_process_group(_backend(), store=store, world_size=world_size, rank=rank,
+                                timeout=timeout)
+    except (RuntimeError, OSError) as e:
+        raise MachineMissingError(f"the job at {dist_url} did not start: {_first_line(e)} (machine 0 "
+                                  "names a machine that did not join)") from None
+
+
+def _wait_for_machines(store, world_size: int, per_machine: int, dist_url: str,
+                       timeout: timedelta) -> None:
+    """Process 0: every process's ``joined/<rank>`` key within ``timeout``, or an error naming
+    the machines that sent none."""
+    keys = [f"joined/{r}" for r in range(world_size)]
+    deadline = time.monotonic() + timeout.total_seconds()
+    while not store.check(keys):  # polled: a timed-out store.wait logs C++ warnings
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    else:
+        return
+    missing = sorted({r // per_machine for r in range(world_size) if not store.check([keys[r]])})
+    if missing:
+        names = ", ".join(str(m) for m in missing)
+        raise MachineMissingError(
+            f"machine {names} of {world_size // per_machine} did not join {dist_url} within "
+            f"{timeout.total_seconds():g} s: start it with --machine-rank {missing[0]} and the same "
+            "--num-machines and --dist-url, or check that it can reach this address")
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

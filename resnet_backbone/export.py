@@ -78,12 +78,14 @@ def run_onnx(path: str, *inputs: torch.Tensor) -> List[torch.Tensor]:
     return [torch.from_numpy(out) for out in session.run(None, onnx_feeds(session, inputs))]
 
 
-def load_torchscript(path: str) -> torch.jit.ScriptModule:
+def load_torchscript(path: str, extra_files: Optional[Dict[str, str]] = None
+                     ) -> torch.jit.ScriptModule:
     """``torch.jit.load`` without its deprecation warning (torch >= 2.10 deprecates TorchScript;
-    the file format is what serving stacks such as TorchServe and LibTorch still read)."""
+    the file format is what serving stacks such as TorchServe and LibTorch still read).
+    ``extra_files`` (name -> "") is filled with the contents of the file's extra files."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch.jit.load` is deprecated", category=FutureWarning)
-        return torch.jit.load(path)
+        return torch.jit.load(path, _extra_files=extra_files if extra_files is not None else {})
 
 
 def _difference(a: torch.Tensor, b: torch.Tensor) -> float:

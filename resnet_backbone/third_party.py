@@ -21,3 +21,17 @@ def quiet_third_party_imports() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=JIT_SCRIPT_DEPRECATED, category=FutureWarning)
         yield
+
+
+#: detectron2's anchor generator (v0.6 and main) calls ``torch.meshgrid`` without ``indexing=``;
+#: PyTorch warns once per process (a ``UserWarning`` pointing into detectron2, not the user's code).
+MESHGRID_INDEXING = r"torch.meshgrid: in an upcoming release, it will be required to pass the indexing argument"
+
+
+@contextmanager
+def quiet_detectron2_inference() -> Iterator[None]:
+    """Ignore ``MESHGRID_INDEXING`` (``UserWarning``) inside the block (a detectron2 model's
+    forward), then restore the caller's filters."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=MESHGRID_INDEXING, category=UserWarning)
+        yield

@@ -2,12 +2,15 @@
 CIFAR-10 python batches or an ImageNet folder (readers in ``resnet_backbone.data``), with the
 paper's held-out validation split of CIFAR-10; the mean the inputs are centred with, and the
 training augmentation and test views the config asks for."""
+import hashlib
 import logging
+import os
+from typing import Dict, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..distributed import first_then_others, is_main_process
+from ..distributed import computed_once, get_machine_rank, get_rank
 from ..data.datasets import ArrayDataset, ImageFolderDataset, load_cifar10
 from ..data.synthetic import make_synthetic
 from .transforms import CifarTrainTransform, FastImageNetTrainTransform, Normalizer, TestViews
@@ -42,22 +45,49 @@ SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 def _image_folders(cfg):
     """ImageNet's train/ and val/ (labelled with train/'s class indices), checked before the
     first step (``ImageFolderDataset.check``): an unreadable image stops the run with one line
-    naming it, or, with DATALOADER.SKIP_CORRUPT, is reported on one line and skipped. The first
-    process of each machine checks first and fills the cache; the others then read it."""
+    naming it, or, with DATALOADER.SKIP_CORRUPT, is reported on one line and skipped.
+
+    The check runs once, in process 0 (its cache is that machine's), and its verdict (the
+    unreadable files, relative to the split folder) is broadcast: every machine reads its own
+    copy of DATASETS.ROOT, which must hold the same files (their relative paths are compared;
+    a copy that differs is an error naming the machine)."""
     root, skip = cfg.DATASETS.ROOT, cfg.DATALOADER.SKIP_CORRUPT
     train = ImageFolderDataset(root, "train", skip)
     val = ImageFolderDataset(root, "val", skip, classes=train.classes)
 
-    def check() -> None:
+    def check() -> Dict[str, Tuple[str, Dict[str, str]]]:
+        verdicts = {}
         for dataset in (train, val):
             report = dataset.check()
-            if is_main_process():
-                logger.info(report.summary())
-                if report.bad:
-                    print(report.skip_message(SPLIT_NAMES.get(dataset.split, dataset.split)), flush=True)
+            logger.info(report.summary())
+            if report.bad:
+                print(report.skip_message(SPLIT_NAMES.get(dataset.split, dataset.split)), flush=True)
+            verdicts[dataset.split] = (_file_list_digest(dataset), {
+                os.path.relpath(path, dataset.root): why for path, why in dataset.unreadable.items()})
+        return verdicts
 
-    first_then_others(check)  # the others read the first process's verdicts from the cache
+    verdicts = computed_once(check)
+    if get_rank() != 0:
+        for dataset in (train, val):
+            _adopt_verdict(dataset, *verdicts[dataset.split], root)
     return train, val, None
+
+
+def _file_list_digest(dataset) -> str:
+    """A digest of a split's files (paths relative to its folder, labels): equal on machines
+    whose copies of the dataset hold the same files."""
+    h = hashlib.sha256()
+    for path, label in dataset.folder.samples:
+        h.update(f"{os.path.relpath(path, dataset.root)}\t{label}\n".encode())
+    return h.hexdigest()
+
+
+def _adopt_verdict(dataset, digest: str, unreadable: Dict[str, str], root: str) -> None:
+    """Process 0's check of this split, on this process's copy of it (not checked again)."""
+    if _file_list_digest(dataset) != digest:
+        raise ValueError(f"DATASETS.ROOT {root} on machine {get_machine_rank()} does not hold the same "
+                         f"{dataset.split}/ files as on machine 0: give every machine the same copy")
+    dataset.unreadable = {os.path.join(dataset.root, rel): why for rel, why in unreadable.items()}
 
 
 def num_classes_of(dataset) -> int:

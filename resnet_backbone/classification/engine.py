@@ -7,8 +7,9 @@ uninterrupted run, so its final weights are the same (tested, also after SIGKILL
 Checkpoints are fvcore's, as detectron2's (``SafeCheckpointer`` under ``PeriodicCheckpointer``):
 ``model_<index of the last iteration run, 7 digits>.pth`` every ``SOLVER.CHECKPOINT_PERIOD``
 iterations (the newest ``SOLVER.KEEP_LAST`` kept), ``model_final.pth`` at the end, and
-``last_checkpoint`` naming the newest. Each holds the weights (``model``), ``pixel_mean``, ``cfg``
-and ``model_name`` (what ``--eval-only`` and the backbone export read) beside the training state.
+``last_checkpoint`` naming the newest. Each holds the weights (``model``), ``pixel_mean``, ``cfg``,
+``model_name`` (what ``--eval-only`` and the backbone export read) and ``classes`` (the training
+set's class names, in label order: what the predictor calls its outputs) beside the training state.
 ``model_best.pth`` holds the weights with the lowest validation error, and exists only when
 the validation set is held out of the training data (``DATASETS.VAL_HOLDOUT``): without a
 held-out split the set evaluated during training is the test set, whose error is reported
@@ -21,7 +22,7 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,9 +30,9 @@ from fvcore.common.checkpoint import PeriodicCheckpointer
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..checkpoint import CheckpointError, SafeCheckpointer, load_checkpoint_file, save_checkpoint_atomic
-from ..distributed import (all_reduce_sum, get_local_rank, get_rank, get_world_size, synchronize,
-                           wrap_ddp)
+from ..checkpoint import CheckpointError, SafeCheckpointer, save_checkpoint_atomic
+from ..distributed import (all_reduce_sum, computed_once, get_local_rank, get_rank, get_world_size,
+                           synchronize, wrap_ddp)
 from ..errors import NonFiniteLossError, non_finite_loss_message
 from ..fast import autocast_context, speed_up_strided_1x1
 from ..seeding import rng_state, seed_everything, set_rng_state
@@ -125,17 +126,40 @@ class ClassificationTrainer:
         return want
 
     def _shared_mean(self) -> torch.Tensor:
-        """Computed once (process 0), written to OUTPUT_DIR, read by the other processes."""
-        path = Path(self.cfg.OUTPUT_DIR) / "pixel_mean.pth"
-        if self.main:
-            save_checkpoint_atomic({"pixel_mean": compute_mean(self.cfg, self.train_set)}, path)
-        synchronize()
-        return load_checkpoint_file(path)["pixel_mean"]
+        """Computed once (process 0) and broadcast: no other machine reads a file for it.
+        Process 0 also keeps it in OUTPUT_DIR/pixel_mean.pth (a record of its own run)."""
+        def compute() -> torch.Tensor:
+            mean = compute_mean(self.cfg, self.train_set)
+            save_checkpoint_atomic({"pixel_mean": mean}, Path(self.cfg.OUTPUT_DIR) / "pixel_mean.pth")
+            return mean
+        return computed_once(compute)
+
+    def _resume_point(self, resume: bool) -> Optional[Tuple[str, Dict]]:
+        """With ``resume``: process 0's newest complete checkpoint (path, content), read there
+        and broadcast, so that the other machines need no copy of OUTPUT_DIR; else None."""
+        def read() -> Optional[Tuple[str, Dict]]:
+            if not (resume and self.checkpointer.has_checkpoint()):
+                return None
+            path = self.checkpointer.get_checkpoint_file()
+            return path, self.checkpointer._load_file(path)
+        return computed_once(read)
+
+    def _load_resume_point(self, path: str, checkpoint: Dict) -> Dict:
+        """fvcore's ``Checkpointer.load`` of a checkpoint already read: the weights (strict),
+        every checkpointable; what is left (the trainer's own state)."""
+        self.checkpointer.logger.info(f"[Checkpointer] Loading from {path} ...")
+        self.checkpointer._source = path
+        self.checkpointer._load_model(checkpoint)
+        for key, obj in self.checkpointer.checkpointables.items():
+            if key in checkpoint:
+                obj.load_state_dict(checkpoint.pop(key))
+        return checkpoint
 
     def _resume_or_load(self, resume: bool, eval_only: bool) -> Optional[str]:
-        if resume and self.checkpointer.has_checkpoint():
-            path = self.checkpointer.get_checkpoint_file()
-            extra = self.checkpointer.load(path)  # weights and every checkpointable
+        point = self._resume_point(resume)
+        if point is not None:
+            path = point[0]
+            extra = self._load_resume_point(*point)  # weights and every checkpointable
             if "schedule" in extra:
                 raise CheckpointError(
                     f"{path} was written by resnet_backbone 0.1, whose training state --resume "
@@ -182,14 +206,19 @@ class ClassificationTrainer:
         """What a checkpoint holds besides the weights and the checkpointables."""
         return {"best_val": self.best_val, "meter": list(self.meter),
                 "pixel_mean": self.pixel_mean, "rng": rng_state(), "cfg": self.cfg.dump(),
-                "model_name": self.cfg.MODEL.NAME}
+                "model_name": self.cfg.MODEL.NAME, "classes": self._class_names()}
+
+    def _class_names(self) -> List[str]:
+        """The training set's class names, label order (ImageFolder folders, CIFAR names)."""
+        return [str(c) for c in self.train_set.classes]
 
     def _save_best(self, iteration: int, val_error: float) -> str:
         """``model_best.pth``: the weights and what reading them needs (not a resume point)."""
         return save_checkpoint_atomic(
             {"model": self.model.state_dict(), "pixel_mean": self.pixel_mean,
-             "cfg": self.cfg.dump(), "model_name": self.cfg.MODEL.NAME, "iteration": iteration,
-             "val_top1_err": val_error}, Path(self.cfg.OUTPUT_DIR) / "model_best.pth")
+             "cfg": self.cfg.dump(), "model_name": self.cfg.MODEL.NAME,
+             "classes": self._class_names(), "iteration": iteration, "val_top1_err": val_error},
+            Path(self.cfg.OUTPUT_DIR) / "model_best.pth")
 
     # -- evaluation
     def evaluate(self, mode: str, dataset=None) -> Dict:

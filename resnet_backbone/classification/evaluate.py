@@ -4,9 +4,12 @@ the fully-convolutional multi-scale test. Softmax scores are averaged over a tes
 With global average pooling before the fully-connected layer, running the whole image through
 the network *is* the fully-convolutional form: the fc layer applied at every position of the last
 feature map and averaged equals the fc layer applied to the averaged features.
+
+``class_probabilities`` and ``average_over_views`` are how a test image is scored: the
+evaluation here and the predictor (``classification.predictor``) both use them.
 """
 import contextlib
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -39,8 +42,29 @@ def _collate(items):
     return kept, len(items) - len(kept)
 
 
-def _batched(kept):
-    return torch.stack([v for v, _, _ in kept])  # (B, V, C, H, W)
+def class_probabilities(model: nn.Module, x: torch.Tensor, *, device="cpu",
+                        autocast: Optional[contextlib.AbstractContextManager] = None,
+                        memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """Softmax (float32) of ``model`` on the batch ``x`` (the caller sets eval mode, no grad)."""
+    x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+    with autocast or contextlib.nullcontext():
+        return torch.softmax(model(x).float(), dim=1)
+
+
+def average_over_views(probabilities: Callable[[torch.Tensor], torch.Tensor], views: Sequence,
+                       mode: str) -> torch.Tensor:
+    """(B, classes): each image's class probabilities averaged over its test views (Sec. 3.4).
+
+    ``views``: one entry per image, as ``TestViews(mode, image)`` gives it: a ``(V, C, H, W)``
+    tensor (center, ten_crop; one size for all images: they run as one batch), or for
+    multi_scale a list of ``(v, C, h, w)`` tensors, one per scale (run one by one).
+    ``probabilities``: a batch of views -> their softmax (``class_probabilities``)."""
+    if mode == "multi_scale":
+        return torch.stack([torch.cat([probabilities(v) for v in per_image]).mean(0)
+                            for per_image in views])
+    x = torch.stack(list(views))  # (B, V, C, H, W)
+    b, v = x.shape[:2]
+    return probabilities(x.flatten(0, 1)).view(b, v, -1).mean(1)
 
 
 @torch.no_grad()
@@ -64,22 +88,15 @@ def evaluate(model: nn.Module, dataset, views: TestViews, mode: str = "center", 
     all_scores, all_labels, all_indices = [], [], []
 
     def scores_of(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        with autocast or contextlib.nullcontext():
-            return torch.softmax(model(x).float(), dim=1)
+        return class_probabilities(model, x, device=device, autocast=autocast,
+                                   memory_format=memory_format)
 
     try:
         for kept, skipped in loader:
             stats[3] += skipped
             if not kept:
                 continue
-            if mode == "multi_scale":
-                scores = torch.stack([torch.cat([scores_of(v) for v in views_]).mean(0)
-                                      for views_, _, _ in kept])
-            else:
-                x = _batched(kept)
-                b, v = x.shape[:2]
-                scores = scores_of(x.flatten(0, 1)).view(b, v, -1).mean(1)
+            scores = average_over_views(scores_of, [v for v, _, _ in kept], mode)
             labels = torch.tensor([label for _, label, _ in kept], device=scores.device)
             top5 = scores.topk(min(5, scores.shape[1]), dim=1).indices
             stats[0] += (top5[:, 0] != labels).sum().item()

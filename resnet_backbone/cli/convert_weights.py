@@ -11,15 +11,24 @@ Files are read safely (``resnet_backbone.checkpoint.load_checkpoint_file``: no c
 ``.pkl``) and written atomically. Conversions are defined in ``resnet_backbone/convert.py``.
 (``resnet-convert-weights`` is the same.) Bad input ends with one line ``error: ...`` and exit
 status 2.
+
+Our (paper) layout is written as ``{"model": state dict, "meta": {...}}`` (any loader of the
+package unwraps ``model``; plain PyTorch: ``torch.load(f)["model"]``). ``meta`` says how the
+weights see images, so that nobody has to remember it: for torchvision and MSRA caffe2 sources
+the network (inferred from the parameter names), the stride placement, the channel order and
+the pixel mean / std of that source (``resnet_backbone.checkpoint_meta.converted_meta``); a
+paper-layout input's own ``meta`` is kept. An input whose preprocessing is unknown (a
+detectron2 detector, a paper-layout file without ``meta``) gives the plain state dict, as before.
 """
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, NamedTuple, Optional
 
 from .. import convert
 from ..checkpoint import (load_checkpoint_file, save_checkpoint_atomic, save_pickle_atomic,
                           state_dict_from_checkpoint)
+from ..checkpoint_meta import SOURCE_PREPROCESSING, converted_meta
 from .common import run_tool
 
 #: --from choice -> the formats of ``convert.detect_format`` it covers.
@@ -32,7 +41,9 @@ AUTHOR = "resnet_backbone"
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Output containers: paper/torchvision -> .pth state dict; caffe2 -> .pkl "
+        epilog="Output containers: paper -> .pth {'model': state dict, 'meta': how the weights "
+               "see images} (a plain state dict when the input does not say); torchvision -> "
+               ".pth state dict; caffe2 -> .pkl "
                "{'blobs': numpy arrays} (Detectron and detectron2 read it); detectron2 -> .pkl or "
                ".pth {'model': ..., '__author__': 'resnet_backbone', 'matching_heuristics': True}, "
                "ResNet names without the classifier, for MODEL.WEIGHTS. torchvision weights put "
@@ -50,18 +61,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def read_paper(path: str, source: str) -> Tuple[Dict[str, Any], str, str, int]:
-    """(state dict in our names, detected format, container key, number of tensors read)."""
-    sd, container = state_dict_from_checkpoint(load_checkpoint_file(path), path)
+class Read(NamedTuple):
+    """An input file, in our names."""
+
+    paper: Dict[str, Any]  # the state dict
+    found: str  # its detected format
+    container: str  # the key it was under ("" for none)
+    n_read: int  # tensors read
+    meta: Optional[Dict]  # how the weights see images (None: unknown)
+
+
+def read_paper(path: str, source: str) -> Read:
+    """The weights of ``path`` in our names, and their ``meta`` when the source says it."""
+    obj = load_checkpoint_file(path)
+    sd, container = state_dict_from_checkpoint(obj, path)
     if source == "auto" and any(k.startswith(convert.D2_PREFIXES) for k in sd):
         source = "detectron2"
     if source == "detectron2":
-        return convert.detectron2_resnet_to_paper(sd), "detectron2", container, len(sd)
+        return Read(convert.detectron2_resnet_to_paper(sd), "detectron2", container, len(sd), None)
     found = convert.detect_format(sd)
     if source != "auto" and found not in SOURCES[source]:
         raise ValueError(f"{path} looks like {found}, not --from {source}; use --from auto")
     paper, found = convert.to_paper(sd, found)
-    return paper, found, container, len(sd)
+    if found in SOURCE_PREPROCESSING:
+        meta = converted_meta(paper, found)
+    else:  # ours already: what the file says, if anything
+        meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else None
+    return Read(paper, found, container, len(sd), meta)
 
 
 def convert_to(sd: Dict[str, Any], target: str) -> Dict[str, Any]:
@@ -78,7 +104,10 @@ def convert_to(sd: Dict[str, Any], target: str) -> Dict[str, Any]:
     return convert.paper_to_detectron2_resnet(sd)
 
 
-def write(sd: Dict[str, Any], target: str, path: str) -> None:
+def write(sd: Dict[str, Any], target: str, path: str, meta: Optional[Dict] = None) -> None:
+    """``sd`` in the container of ``target`` and ``path``'s suffix; ``meta`` goes with our
+    (paper) layout only (the other layouts are read by other software)."""
+    meta = meta if target == "paper" else None
     suffix = Path(path).suffix
     if suffix not in (".pth", ".pt", ".pkl"):
         raise ValueError(f"OUTPUT must end in .pth, .pt or .pkl; got {path!r}")
@@ -90,21 +119,40 @@ def write(sd: Dict[str, Any], target: str, path: str) -> None:
         if target == "torchvision":
             raise ValueError("torchvision loads .pth state dicts; name OUTPUT *.pth")
         arrays = {k: convert.to_numpy(v) for k, v in sd.items()}
-        save_pickle_atomic({"model": arrays, "__author__": AUTHOR, "matching_heuristics": True}, path)
+        save_pickle_atomic({"model": arrays, "__author__": AUTHOR, "matching_heuristics": True,
+                            **({"meta": meta} if meta else {})}, path)
     else:
         tensors = {k: convert.to_tensor(v) for k, v in sd.items()}
         if target == "detectron2":
             tensors = {"model": tensors, "__author__": AUTHOR, "matching_heuristics": True}
+        elif meta:
+            tensors = {"model": tensors, "meta": meta}
         save_checkpoint_atomic(tensors, path)
 
 
+def describe_meta(meta: Optional[Dict]) -> str:
+    """One line on what ``meta`` records (for the user to check)."""
+    if not meta:
+        return ("meta  none: the input does not say how its images were preprocessed (this file "
+                "serves as initial weights; resnet-predict-cls needs a torchvision or MSRA source)")
+    text = f"meta  {meta.get('model_name')} ({meta.get('source_format', 'from the input')}"
+    if meta.get("source_format"):
+        text += ", network inferred from the parameter names"
+    if "stride_in_1x1" in meta:
+        text += f", stride_in_1x1 {meta['stride_in_1x1']}"
+    return (text + f"), input {meta.get('input_format')}, pixel mean {meta.get('pixel_mean')}, "
+            f"std {meta.get('pixel_std')}")
+
+
 def convert_file(args: argparse.Namespace) -> None:
-    paper, found, container, n_read = read_paper(args.input, args.source)
-    out = convert_to(paper, args.target)
-    write(out, args.target, args.output)
-    inside = f" (inside '{container}')" if container else ""
-    print(f"read  {args.input}: {n_read} tensors{inside}, format {found}")
+    read = read_paper(args.input, args.source)
+    out = convert_to(read.paper, args.target)
+    write(out, args.target, args.output, read.meta)
+    inside = f" (inside '{read.container}')" if read.container else ""
+    print(f"read  {args.input}: {read.n_read} tensors{inside}, format {read.found}")
     print(f"wrote {args.output}: {len(out)} tensors, format {args.target}")
+    if args.target == "paper":
+        print(describe_meta(read.meta))
 
 
 def main(argv=None) -> int:

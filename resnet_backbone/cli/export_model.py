@@ -107,10 +107,14 @@ def export_detector_files(args: argparse.Namespace) -> List:
     model, contract = build_detector(args.config_file, args.weights, args.opts)
     image = sample_image(contract, args.image)
     name = os.path.splitext(os.path.basename(args.config_file))[0]
-    print(f"{name}: input (3, H, W) {contract.format}, shorter side {contract.min_size} (longer "
-          f"at most {contract.max_size}), sample {tuple(image.shape)}; outputs boxes, scores, classes")
-    return [export_detector(model, image, os.path.join(args.output_dir, name + DETECTOR_FORMATS[fmt]), fmt)
-            for fmt in args.format]
+    if name == "config":  # the config.yaml of a training run: name the file after the run
+        name = os.path.basename(os.path.dirname(os.path.abspath(args.config_file))) or name
+    names = ", ".join(contract.class_names) if contract.class_names else "none recorded"
+    print(f"{name}: input (3, H, W) {contract.input_format}, shorter side {contract.min_size} "
+          f"(longer at most {contract.max_size}), sample {tuple(image.shape)}; outputs boxes, "
+          f"scores, classes; class names: {names}")
+    return [export_detector(model, image, os.path.join(args.output_dir, name + DETECTOR_FORMATS[fmt]),
+                            fmt, contract) for fmt in args.format]
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,22 @@
 
 (``python tools/train_cls.py`` is the same.) detectron2's command line; multi-process with
 ``--num-gpus`` (gloo on CPU) or ``torchrun``. Bad input ends with ``error: ...`` and exit status 2.
+
+Several machines (``--num-machines N --machine-rank R --dist-url tcp://HOST0:PORT`` on each,
+``torchrun --nnodes N ...``, or ``srun`` with one task per GPU) need no shared filesystem, only
+the same config and their own copy of the dataset (DATASETS.ROOT; MODEL.WEIGHTS too, when
+given). Which files exist where:
+
+* machine 0 (global rank 0) writes every output in its OUTPUT_DIR: config.yaml, pixel_mean.pth
+  (a record; the mean image reaches the others by broadcast), metrics, checkpoints,
+  last_checkpoint, model_final.pth, final_results.json; ``--resume`` reads its checkpoint
+  there and broadcasts the content (weights, optimizer, scheduler, RNG state);
+* the other machines write nothing in theirs (the folder is created), and read only their
+  copy of the dataset: process 0's dataset check and mean image are broadcast;
+* the dataset check's cache (``$XDG_CACHE_HOME``) is machine 0's.
+
+A restarted machine rejoins with the same command and ``--resume``: every machine restarts
+(the job is one process group), and all continue from machine 0's newest checkpoint.
 """
 import json
 import logging
@@ -20,7 +36,7 @@ from pathlib import Path
 
 from ..checkpoint import write_text_atomic
 from ..classification.config import load_cls_cfg
-from ..distributed import is_main_process, launch
+from ..distributed import adopt_slurm_env, is_main_process, launch
 from ..errors import prepare_output_dir
 from ..run_folder import claim_run
 from .common import run_tool, training_argument_parser, worker
@@ -73,6 +89,7 @@ def train_and_evaluate(args, world_size: int) -> None:
 
 def main(argv=None) -> int:
     args = training_argument_parser(__doc__).parse_args(argv)
+    adopt_slurm_env()  # under srun: RANK / WORLD_SIZE / LOCAL_RANK as torchrun sets them
     world_size = int(os.environ.get("WORLD_SIZE", args.num_gpus * args.num_machines))
 
     def body() -> None:

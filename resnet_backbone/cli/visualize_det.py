@@ -19,11 +19,11 @@ import sys
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.utils import draw_bounding_boxes
 
 # The plugin first: it registers the paper's networks and names the import warnings to silence.
 from ..detection import get_detection_cfg
 from ..distributed import cpu_if_no_cuda
+from ..drawing import draw_boxes
 from ..detection.datasets import check_datasets, numpy_compat, register_datasets
 from ..detection.demo import TRAIN_NAME, VAL_NAME, write_demo_datasets
 from ..detection.trainer import DetectionTrainer
@@ -96,17 +96,6 @@ def render(rgb, metadata, instances, record):
         return draw_boxes(rgb, pred, names), draw_boxes(rgb, gt, names)
     return (Visualizer(rgb, metadata).draw_instance_predictions(instances).get_image(),
             Visualizer(rgb, metadata).draw_dataset_dict(record).get_image())
-
-
-def draw_boxes(rgb, boxes, names):
-    """``(xyxy, class, score or None)`` boxes with their labels (torchvision's drawing)."""
-    image = torch.tensor(rgb).permute(2, 0, 1)  # a copy: the decoded image may be read-only
-    if not boxes:
-        return np.asarray(rgb)
-    labels = [names[cls] + ("" if score is None else f" {score:.0%}") for _, cls, score in boxes]
-    drawn = draw_bounding_boxes(image, torch.tensor([box for box, _, _ in boxes], dtype=torch.float),
-                                labels=labels, colors="yellow", width=2)
-    return drawn.permute(1, 2, 0).numpy()
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,7 @@ with quiet_third_party_imports():
     from .checkpoint import PaperDetectionCheckpointer
     from .config import add_paper_resnet_config, get_detection_cfg
     from .meta_arch import PaperRCNN
+    from .predictor import Predictor
     from .roi_heads import PaperRes5ROIHeads
     from .vgg import VGG16BoxHead
     from .voc_submission import VOCSubmissionWriter, register_voc_test_images
@@ -25,5 +26,5 @@ __all__ = [
     "add_paper_resnet_config", "get_detection_cfg", "build_paper_resnet",
     "build_paper_resnet_fpn_backbone", "build_vgg16_backbone", "PaperResNet", "VGG16Backbone",
     "PaperRes5ROIHeads", "PaperRCNN", "VGG16BoxHead", "PaperDetectionCheckpointer", "VOCSubmissionWriter",
-    "register_voc_test_images",
+    "register_voc_test_images", "Predictor",
 ]

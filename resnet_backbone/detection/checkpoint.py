@@ -12,6 +12,8 @@ What it loads, into ``build_paper_resnet`` / ``PaperRes5ROIHeads`` / ``build_vgg
   renamed by ``resnet_backbone.convert`` and suffix-matched; VGG-16 ``fc6``/``fc7`` go to the
   box head.
 * Our own detection checkpoints (resume).
+* A name of the weights registry (``MODEL.WEIGHTS resnet50.torchvision``): its file in the
+  weights folder, once its sha256 is verified (``resnet_backbone.weights_registry``).
 
 Unlike detectron2's, it behaves as the package's own checkpointer
 (``resnet_backbone.checkpoint.SafeCheckpointerMixin``): every file goes through
@@ -21,13 +23,14 @@ Missing / unexpected keys are reported in the package's one table (``incompatibl
 and a checkpoint that matches no parameter raises instead of silently training from scratch.
 """
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional, Sequence
 
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..checkpoint import (CheckpointError, SafeCheckpointerMixin, incompatible_keys_table,
                           load_checkpoint_file, state_dict_from_checkpoint)
 from ..convert import to_paper
+from ..weights_registry import is_weights_name, resolve_weights
 from .compat import split_checkpoint_query
 
 #: Prefix of a VGG-16 classifier's fc6/fc7 in our naming; stripped so they match ``box_head.fc6``.
@@ -49,8 +52,16 @@ def _classifier_to_detection_names(state_dict: Dict[str, Any], num_model_keys: i
 def check_weights_file(path: str, key: str = "MODEL.WEIGHTS") -> None:
     """A local weights file (``key``'s value; not a URL) must exist: else ``CheckpointError``
     naming it, where a relative path is read from, and what to do, before a job spends minutes
-    on its data."""
+    on its data. A name of the weights registry must resolve (``resolve_weights``: the file is
+    in the weights folder and has its sha256), else its error, prefixed with ``key``."""
     if not path or "://" in path or os.path.isfile(path.split("?", 1)[0]):
+        return
+    name = path.split("?", 1)[0]
+    if is_weights_name(name):
+        try:
+            resolve_weights(name)
+        except (ValueError, FileNotFoundError) as e:
+            raise type(e)(f"{key} {name}: {e}") from None
         return
     where = "" if os.path.isabs(path) else f" (a relative path: read from {os.getcwd()})"
     raise CheckpointError(f"{key} {path} does not exist{where}. Download the weights (the "
@@ -73,6 +84,8 @@ class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
     def load(self, path: str, *args, **kwargs):
         self.last_load = None
         path, self._force_matching = split_checkpoint_query(path)
+        if is_weights_name(path):  # a named file of the weights folder, sha256 verified
+            path = resolve_weights(path)
         self._path = path
         return super().load(path, *args, **kwargs)
 
@@ -125,3 +138,47 @@ class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
         if table:
             self.logger.warning("Checkpoint and model differ (missing: left at their initial "
                                 "values; unexpected: ignored):\n" + table)
+
+
+#: The checkpoint entry of ``DatasetClasses``.
+CLASSES_KEY = "classes"
+
+
+class DatasetClasses:
+    """The names (and dataset category ids) of the classes a detector is trained on, saved in
+    every checkpoint of the run under ``CLASSES_KEY`` (a detectron2 checkpointable): a trained
+    detector then says what its class indices mean, so a predictor or an export needs no
+    registered dataset. Loading (``--resume``) keeps the run's own: its datasets decide."""
+
+    def __init__(self, names: Sequence[str], category_ids: Sequence[int] = ()):
+        self.names, self.category_ids = list(names), list(category_ids)
+
+    def state_dict(self) -> Dict[str, List]:
+        return {"thing_classes": self.names, "category_ids": self.category_ids}
+
+    def load_state_dict(self, state: Dict) -> None:
+        pass
+
+    @classmethod
+    def of_datasets(cls, names: Sequence[str]) -> Optional["DatasetClasses"]:
+        """The classes of the registered datasets ``names`` (their ``thing_classes`` and
+        ``thing_dataset_id_to_contiguous_id``); None when they have none or disagree."""
+        from detectron2.data import MetadataCatalog
+        found = []
+        for name in names:
+            meta = MetadataCatalog.get(name)
+            classes = list(meta.get("thing_classes", None) or [])
+            id_map = meta.get("thing_dataset_id_to_contiguous_id", None) or {}
+            ids = [i for i, _ in sorted(id_map.items(), key=lambda kv: kv[1])]
+            found.append((classes, ids if len(ids) == len(classes) else []))
+        if not found or not found[0][0] or any(f != found[0] for f in found):
+            return None
+        return cls(*found[0])
+
+
+def checkpoint_classes(checkpoint: Optional[Dict]) -> Optional[DatasetClasses]:
+    """The ``DatasetClasses`` a loaded checkpoint (what ``Checkpointer.load`` returns) holds."""
+    entry = (checkpoint or {}).get(CLASSES_KEY)
+    if not isinstance(entry, dict) or not entry.get("thing_classes"):
+        return None
+    return DatasetClasses(entry["thing_classes"], entry.get("category_ids") or ())

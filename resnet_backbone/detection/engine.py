@@ -55,7 +55,7 @@ from ..errors import NonFiniteLossError, non_finite_loss_message, prepare_output
 from ..run_folder import claim_run
 from ..seeding import derived_seed, seed_everything
 from ..stopping import RunStopped, requested as stop_requested, stop_requests, stopped_message
-from .checkpoint import PaperDetectionCheckpointer
+from .checkpoint import CLASSES_KEY, DatasetClasses, PaperDetectionCheckpointer
 from .compat import environment_report, numpy_compat, trainer_state
 from .data import ResumableTrainLoader
 from .datasets import check_datasets, evaluator_type, register_datasets, validate_datasets
@@ -368,6 +368,7 @@ class TrainJob:
     #: hooks run after the LR scheduler and before checkpointing (PreciseBN), given the model
     extra_hooks: Callable[[nn.Module], List[Any]] = lambda model: []
     key_names: Sequence[Tuple[str, str]] = ()  # YAML keys in errors -> this config's keys
+    train_datasets: Sequence[str] = ()  # their class names go into every checkpoint
 
 
 class DetectionEngine:
@@ -380,8 +381,10 @@ class DetectionEngine:
         self.trainer = (SeededAMPTrainer if job.amp else SeededSimpleTrainer)(
             self.model, job.train_loader, job.optimizer)
         self.trainer.fallback_seed = max(int(job.seed), 0)
-        self.checkpointer = PaperDetectionCheckpointer(self.model, job.output_dir,
-                                                       trainer=self.trainer)
+        classes = DatasetClasses.of_datasets(job.train_datasets)
+        self.checkpointer = PaperDetectionCheckpointer(
+            self.model, job.output_dir, trainer=self.trainer,
+            **({CLASSES_KEY: classes} if classes else {}))
         self.start_iter, self.last_results = 0, None
 
         def evaluate_now():

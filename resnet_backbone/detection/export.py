@@ -15,12 +15,15 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from typing import NamedTuple, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from ..data.image_io import load_image
 from ..export import load_torchscript, require_onnx, run_onnx
+from ..exported_detector import METADATA_KEY, DetectorContract, prepare
+from ..third_party import JIT_SCRIPT_DEPRECATED, MESHGRID_INDEXING
 
 logger = logging.getLogger(__name__)
 BOX_TOLERANCE = 0.5
@@ -68,17 +71,27 @@ class DetectorExportReport:
         return int(UNMATCHED_FRACTION * self.detections[0])
 
     @property
+    def compared(self) -> bool:
+        """Whether the check compared anything: no detection on either side proves nothing."""
+        return self.detections[0] > 0
+
+    @property
     def ok(self) -> bool:
-        return (self.detections[0] == self.detections[1]
+        return (self.compared and self.detections[0] == self.detections[1]
                 and self.unmatched <= self.allowed_unmatched
                 and self.max_box_diff <= BOX_TOLERANCE and self.max_score_diff <= SCORE_TOLERANCE)
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else "FAILED"
+        if not self.compared:
+            verdict += (" (nothing compared: no detection on the sample images; give --image "
+                        "with objects of the trained classes, or a lower score threshold, e.g. "
+                        "MODEL.ROI_HEADS.SCORE_THRESH_TEST 0.0, for the check)")
         return (f"{self.path}: {self.format}, {self.detections[1]} detections (eager "
                 f"{self.detections[0]}), {self.unmatched} without a match of the same class, score "
-                f"and box (at most {self.allowed_unmatched}: near-tied candidates), max box difference {self.max_box_diff:.3g} px (tolerance {BOX_TOLERANCE}), "
-                f"max score difference {self.max_score_diff:.3g} (tolerance {SCORE_TOLERANCE}): {verdict}")
+                f"and box (at most {self.allowed_unmatched}: near-tied candidates), max box "
+                f"difference {self.max_box_diff:.3g} px (tolerance {BOX_TOLERANCE}), max score "
+                f"difference {self.max_score_diff:.3g} (tolerance {SCORE_TOLERANCE}): {verdict}")
 
 
 def match_detections(expected, got) -> Tuple[int, float, float]:
@@ -125,9 +138,13 @@ def _ignore_checked_export_warnings() -> None:
       a detectron2 model (data-dependent control flow), so this path is the working one; and
       its notes that a traced module has no signature, and that advanced indexing with negative
       indices would be wrong (the indices here come from ``nonzero`` and top-k: never negative).
-    * ``torch.jit.trace``'s deprecation (torch >= 2.10).
+    * ``torch.jit.trace``'s deprecation (torch >= 2.10), and ``torch.jit.script``'s, which
+      torchvision's ``batched_nms`` calls while it is traced;
+    * detectron2's anchor generator's ``torch.meshgrid`` call without ``indexing=``.
     """
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", message=JIT_SCRIPT_DEPRECATED, category=FutureWarning)
+    warnings.filterwarnings("ignore", message=MESHGRID_INDEXING, category=UserWarning)
     for message in (r"You are using the legacy TorchScript-based ONNX export",
                     r"The feature will be removed", r"no signature found for",
                     r"Exporting aten::index operator of advanced indexing",
@@ -135,10 +152,27 @@ def _ignore_checked_export_warnings() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
-def export_detector(model: nn.Module, image: torch.Tensor, path: str, fmt: str) -> DetectorExportReport:
+def _add_onnx_metadata(path: str, meta: dict) -> None:
+    """Add ``meta`` (key -> string) to the ONNX file's ``metadata_props``, rewritten atomically."""
+    if not meta:
+        return
+    import onnx
+    graph = onnx.load(path)
+    for key, value in meta.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    tmp = f"{path}.tmp-{os.getpid()}"
+    onnx.save(graph, tmp)
+    os.replace(tmp, path)
+
+
+def export_detector(model: nn.Module, image: torch.Tensor, path: str, fmt: str,
+                    contract: Optional[DetectorContract] = None) -> DetectorExportReport:
     """Write the detector (traced on ``image``, ``(3, H, W)`` at its test size) to ``path`` and
     check the export against eager on ``image`` and on the same image transposed, ``(3, W, H)``:
-    a trace that baked in the sample's size fails the second check."""
+    a trace that baked in the sample's size fails the second check. ``contract`` (input format,
+    test sizes, class names) goes into the file's metadata under ``METADATA_KEY``, which
+    ``resnet_backbone.exported_detector.load_exported_detector`` reads."""
     if fmt not in DETECTOR_FORMATS:
         raise ValueError(f"Unknown detector export format {fmt!r}; valid choices: "
                          f"{', '.join(DETECTOR_FORMATS)}")
@@ -148,8 +182,9 @@ def export_detector(model: nn.Module, image: torch.Tensor, path: str, fmt: str) 
     with torch.no_grad(), warnings.catch_warnings():
         _ignore_checked_export_warnings()
         traced = torch.jit.trace(graph, (checks[0],), check_trace=False)
+        meta = {METADATA_KEY: contract.to_json()} if contract else {}
         if fmt == "torchscript":
-            traced.save(path)
+            traced.save(path, _extra_files=meta)
             run = load_torchscript(path)
         else:
             require_onnx()
@@ -158,49 +193,65 @@ def export_detector(model: nn.Module, image: torch.Tensor, path: str, fmt: str) 
                               dynamic_axes={"image": {1: "height", 2: "width"},
                                             "boxes": {0: "detections"}, "scores": {0: "detections"},
                                             "classes": {0: "detections"}})
+            _add_onnx_metadata(path, meta)
             run = lambda x: run_onnx(path, x)  # noqa: E731
         compared = [(graph(x), run(x)) for x in checks]
     return _compare(path, fmt, compared)
 
 
-class InputContract(NamedTuple):
-    """What the exported graph takes: one image in ``format`` channel order, resized so that
-    its shorter side is ``min_size`` and its longer at most ``max_size``."""
-
-    format: str
-    min_size: int
-    max_size: int
-
-
 def build_detector(config_file: str, weights: Optional[str], opts: Sequence[str] = ()
-                   ) -> Tuple[nn.Module, InputContract]:
-    """``(model, input contract)``: the detector of a detection config (YAML with ``KEY VALUE``
+                   ) -> Tuple[nn.Module, DetectorContract]:
+    """``(model, contract)``: the detector of a detection config (YAML with ``KEY VALUE``
     overrides, or LazyConfig ``.py`` with ``key=value``) on the CPU, eval mode, with
     ``weights`` (a ``tools/train_det.py`` checkpoint; loaded safely) or, without them, its
-    initial weights. The config's own ``MODEL.WEIGHTS`` / ``train.init_checkpoint`` (ImageNet
-    backbone weights) is not loaded: an export is of a trained detector."""
-    from .checkpoint import PaperDetectionCheckpointer
+    initial weights; the contract says what its input is (format, test sizes) and what its class
+    indices mean (the checkpoint's ``DatasetClasses``, else the test datasets' registered
+    metadata, else none). The config's own ``MODEL.WEIGHTS`` / ``train.init_checkpoint``
+    (ImageNet backbone weights) is not loaded: an export is of a trained detector."""
+    from .checkpoint import PaperDetectionCheckpointer, checkpoint_classes
     from .lazy import is_lazy_config
+    from .pretrained import check_backbone_shapes, check_evaluated_predictor
     if is_lazy_config(config_file):
-        model, contract = _lazy_detector(config_file, opts)
+        model, (fmt, short, longest), test_sets = _lazy_detector(config_file, opts)
     else:
         from detectron2.modeling import build_model
 
         from .config import get_detection_cfg
         cfg = get_detection_cfg(config_file, list(opts) + ["MODEL.DEVICE", "cpu"])
         model = build_model(cfg)
-        contract = InputContract(cfg.INPUT.FORMAT, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+        fmt, short, longest = cfg.INPUT.FORMAT, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+        test_sets = list(cfg.DATASETS.TEST)
     model.eval()
+    classes = None
     if weights:
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"--weights {weights}: no such file")
-        PaperDetectionCheckpointer(model).load(weights)
+        checkpointer = PaperDetectionCheckpointer(model)
+        classes = checkpoint_classes(checkpointer.load(weights))
+        # a file of another detector (classes, backbone) would predict with random weights
+        check_backbone_shapes(checkpointer.last_load, "--weights")
+        check_evaluated_predictor(checkpointer.last_load, "--weights")
     else:
-        logger.warning("no weights given: exporting the detector with its initial weights")
-    return model, contract
+        logger.warning("no weights given: the detector keeps its initial weights")
+    if classes is None:
+        classes = _registered_classes(test_sets)
+    return model, DetectorContract(fmt, int(short), int(longest),
+                                   classes.names if classes else [],
+                                   classes.category_ids if classes else [])
 
 
-def _lazy_detector(config_file: str, opts: Sequence[str]) -> Tuple[nn.Module, InputContract]:
+def _registered_classes(names: Sequence[str]):
+    """The classes of datasets registered under ``names`` (detectron2's builtin COCO / VOC
+    names are), or None: a checkpoint of an older version carries none of its own."""
+    from detectron2.data import DatasetCatalog
+
+    from .checkpoint import DatasetClasses
+    registered = [n for n in names if n in DatasetCatalog.list()]
+    return DatasetClasses.of_datasets(registered) if registered else None
+
+
+def _lazy_detector(config_file: str, opts: Sequence[str]) -> Tuple[nn.Module, Tuple, List[str]]:
+    """(model, (input format, min size, max size), test dataset names) of a LazyConfig."""
     from detectron2.config import instantiate
 
     from .lazy import check_model, load_config
@@ -213,20 +264,19 @@ def _lazy_detector(config_file: str, opts: Sequence[str]) -> Tuple[nn.Module, In
                          "ResizeShortestEdge, so the test size is unknown")
     short = resize.short_edge_length
     short = short[0] if isinstance(short, Sequence) else short
-    return model.cpu(), InputContract(cfg.model.input_format, int(short), int(resize.max_size))
+    from .lazy import loader_datasets
+    test_sets = loader_datasets(cfg.dataloader.test) if "test" in cfg.dataloader else []
+    return model.cpu(), (cfg.model.input_format, int(short), int(resize.max_size)), test_sets
 
 
-def sample_image(contract: InputContract, path: Optional[str] = None) -> torch.Tensor:
-    """The sample input of a detector export: the image at ``path`` (or a random one) in the
-    contract's format, resized as ``DefaultPredictor`` does to the test size, ``(3, H, W)``."""
-    from detectron2.data import transforms as T
-    from detectron2.data.detection_utils import read_image
-    short, longest = contract.min_size, contract.max_size
+def sample_image(contract: DetectorContract, path: Optional[str] = None) -> torch.Tensor:
+    """The sample input of a detector export: the image at ``path`` (or a random one) as the
+    graph takes it (``resnet_backbone.exported_detector.prepare``: resized to the test size, in
+    the contract's format), ``(3, H, W)``."""
     if path:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--image {path}: no such file")
-        array = read_image(path, format=contract.format)
-        array = T.ResizeShortestEdge([short, short], longest).get_transform(array).apply_image(array)
-        return torch.as_tensor(array.astype("float32").transpose(2, 0, 1).copy())
+        return prepare(load_image(path), contract)
+    short, longest = contract.min_size, contract.max_size
     width = min(round(short * 4 / 3), longest)
     return torch.rand(3, short, width, generator=torch.Generator().manual_seed(0)) * 255

@@ -334,7 +334,8 @@ def do_train(args, cfg: DictConfig) -> Optional[Dict]:
         weights=cfg.train.init_checkpoint, checkpointer=dict(cfg.train.checkpointer),
         eval_period=cfg.train.eval_period, log_period=cfg.train.log_period,
         amp=cfg.train.amp.enabled, ddp=dict(cfg.train.get("ddp", {})),
-        seed=int(cfg.train.get("seed", 0)), key_names=KEY_NAMES))
+        seed=int(cfg.train.get("seed", 0)), key_names=KEY_NAMES,
+        train_datasets=loader_datasets(cfg.dataloader.train)))
     engine.resume_or_load(args.resume)
     return engine.train()
 

@@ -1,10 +1,11 @@
 """Pre-trained backbone weights must fit the backbone, and FrozenBN needs its statistics.
 
-* ``apply_weights_meta``: a backbone exported by ``tools/export_backbone.py`` (its ``meta``) or a
-  checkpoint of ``tools/train_cls.py`` (its ``cfg``) says how the weights were trained. What
-  describes the weights (shortcut option, stride placement, residual or plain, input format and
-  pixel mean / std) is applied to the config, each with a log line, unless the command line set
-  it to something else: that, and a depth that differs, stop the job with the exact override.
+* ``apply_weights_meta``: a backbone exported by ``tools/export_backbone.py`` (its ``meta``), a
+  checkpoint of ``tools/train_cls.py`` (its ``cfg``) or a name of the weights registry (its
+  entry) says how the weights were trained. What describes the weights (shortcut option, stride
+  placement, residual or plain, input format and pixel mean / std; for VGG-16 entries the
+  pixels only) is applied to the config, each with a log line, unless the command line set it
+  to something else: that, and a depth that differs, stop the job with the exact override.
 * ``check_evaluated_predictor``: ``--eval-only`` evaluates a trained detector, so its box
   predictor must come from the weights file; one left at random values (a backbone-only file,
   another number of classes, or a baseline checkpoint under ``GLOBAL_CONTEXT``, whose predictor
@@ -14,11 +15,18 @@
   file that leaves backbone weights or statistics missing, it would normalise nothing (loss 1e6
   and NaN within iterations), so the job stops and says what to do instead.
 """
+import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoint import CheckpointError, group_keys, load_checkpoint_file
 from ..checkpoint_meta import backbone_meta
+from ..models import model_spec
+from ..weights_registry import is_weights_name, weights_entry
 
+#: The config keys of the input's pixels -> the weights' ``meta`` keys.
+_PIXEL_KEYS = {"INPUT.FORMAT": "input_format", "MODEL.PIXEL_MEAN": "pixel_mean",
+               "MODEL.PIXEL_STD": "pixel_std"}
+VGG16_BACKBONE = "build_vgg16_backbone"
 #: Backbone weights of a detector: the backbone and, in the C4 design, the res5 head.
 BACKBONE_PREFIXES = ("backbone.", "roi_heads.res5.")
 #: FrozenBN statistics from fewer batches than this are likely far from converged.
@@ -28,8 +36,15 @@ FROM_SCRATCH = ("train from scratch with MODEL.PAPER_RESNET.NORM BN (or GN, Sync
 
 
 def weights_meta(path: str) -> Optional[Dict]:
-    """What a weights file of this package says about its backbone (None for other files:
-    MSRA, torchvision, detectron2 checkpoints)."""
+    """What a weights file of this package, or a name of the weights registry
+    (``resnet_backbone.weights_registry``), says about its backbone (None for other files: MSRA,
+    torchvision, detectron2 checkpoints given by path)."""
+    name = (path or "").split("?", 1)[0]
+    if is_weights_name(name) and not os.path.isfile(name):
+        entry = weights_entry(name)
+        spec = model_spec(entry.model)
+        return {**entry.meta(), "depth": spec.depth, "cifar": spec.cifar,
+                "residual": spec.residual}
     if not path or "://" in path or not path.endswith((".pth", ".pt", ".pkl")):
         return None
     try:
@@ -54,9 +69,16 @@ def apply_weights_meta(cfg, opts: Sequence[str] = ()) -> Tuple[List[str], List[s
     log once logging is set up: (what it set, warnings). ``opts``: the command line's ``KEY
     VALUE`` overrides."""
     meta = weights_meta(cfg.MODEL.WEIGHTS)
-    if meta is None or not cfg.MODEL.BACKBONE.NAME.startswith("build_paper_resnet"):
+    if meta is None:
         return [], []
     source = f"the weights {cfg.MODEL.WEIGHTS} ({meta.get('model_name', 'a ResNet')})"
+    if meta.get("model_name") == "vgg16":  # a named VGG-16 entry: its pixels only
+        if cfg.MODEL.BACKBONE.NAME != VGG16_BACKBONE:
+            raise ValueError(f"{source} are VGG-16 weights, the config's MODEL.BACKBONE.NAME is "
+                             f"{cfg.MODEL.BACKBONE.NAME}: use a VGG-16 config, or ResNet weights")
+        return _apply(cfg, opts, source, {k: meta[v] for k, v in _PIXEL_KEYS.items()}), []
+    if not cfg.MODEL.BACKBONE.NAME.startswith("build_paper_resnet"):
+        return [], []
     if meta.get("cifar"):
         raise ValueError(f"{source} are a CIFAR-10 network (3 stages on 32x32 images), not a "
                          "detection backbone; export an ImageNet ResNet")
@@ -70,10 +92,22 @@ def apply_weights_meta(cfg, opts: Sequence[str] = ()) -> Tuple[List[str], List[s
                          "set MODEL.PAPER_RESNET.NORM GN")
     wanted = {"MODEL.PAPER_RESNET.RESIDUAL": meta.get("residual"),
               "MODEL.PAPER_RESNET.STRIDE_IN_1X1": meta.get("stride_in_1x1"),
-              "INPUT.FORMAT": meta.get("input_format"),
-              "MODEL.PIXEL_MEAN": meta.get("pixel_mean"), "MODEL.PIXEL_STD": meta.get("pixel_std")}
+              **{k: meta.get(v) for k, v in _PIXEL_KEYS.items()}}
     if meta.get("residual"):
         wanted["MODEL.PAPER_RESNET.SHORTCUT"] = meta.get("shortcut")
+    applied = _apply(cfg, opts, source, wanted)
+    warnings = []
+    batches = meta.get("bn_batches")
+    if c.NORM == "FrozenBN" and batches is not None and batches < FEW_BN_BATCHES:
+        warnings.append(f"The BN statistics of {source} come from only {batches} training "
+                        "batches: FrozenBN fine-tuning with statistics so far from converged may "
+                        "diverge (pre-train longer, or fine-tune with NORM BN).")
+    return applied, warnings
+
+
+def _apply(cfg, opts: Sequence[str], source: str, wanted: Dict) -> List[str]:
+    """Set each ``wanted`` key (None: nothing known) unless the command line set it otherwise
+    (then a ValueError with the override to use); one line per key set."""
     applied = []
     for key, value in wanted.items():
         if value is None:
@@ -88,13 +122,7 @@ def apply_weights_meta(cfg, opts: Sequence[str] = ()) -> Tuple[List[str], List[s
                              "leave it out: it is taken from the weights)")
         setattr(_node(cfg, node), leaf, value)
         applied.append(f"Set {key} {value!r} (from {source})")
-    warnings = []
-    batches = meta.get("bn_batches")
-    if c.NORM == "FrozenBN" and batches is not None and batches < FEW_BN_BATCHES:
-        warnings.append(f"The BN statistics of {source} come from only {batches} training "
-                        "batches: FrozenBN fine-tuning with statistics so far from converged may "
-                        "diverge (pre-train longer, or fine-tune with NORM BN).")
-    return applied, warnings
+    return applied
 
 
 def _node(cfg, dotted: str):
@@ -107,17 +135,18 @@ def _node(cfg, dotted: str):
 PREDICTOR_PREFIX = "roi_heads.box_predictor."
 
 
-def check_evaluated_predictor(loaded: Optional[Dict]) -> None:
-    """Stop (ValueError naming the fix) before ``--eval-only`` evaluates a box predictor that
-    ``loaded`` (the checkpointer's record; None: no weights) left at its random initial values."""
+def check_evaluated_predictor(loaded: Optional[Dict], what: str = "--eval-only") -> None:
+    """Stop (ValueError naming the fix) before ``--eval-only`` evaluates (or a predictor, an
+    export: ``what``, e.g. "--weights", runs) a box predictor that ``loaded`` (the
+    checkpointer's record; None: no weights) left at its random initial values."""
     if loaded is None:
         raise ValueError("--eval-only with MODEL.WEIGHTS empty would evaluate a random detector: "
                          "give the trained model, e.g. MODEL.WEIGHTS output/model_final.pth")
     missing = [k for k in loaded["missing"] if k.startswith(PREDICTOR_PREFIX)]
     if missing:
-        raise ValueError(f"--eval-only: {loaded['path']} has no weights of this model's box "
+        raise ValueError(f"{what}: {loaded['path']} has no weights of this model's box "
                          f"predictor ({', '.join(group_keys(missing)[:2])}: absent, or of another "
-                         "shape), which would be evaluated at random values. Evaluate a "
+                         "shape), which would be used at random values. Give a "
                          "checkpoint of this detector: the same number of classes, and trained "
                          "with MODEL.PAPER_IMPROVEMENTS.GLOBAL_CONTEXT if the config sets it")
 

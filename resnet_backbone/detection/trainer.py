@@ -61,7 +61,7 @@ class DetectionTrainer:
             output_dir=cfg.OUTPUT_DIR, max_iter=cfg.SOLVER.MAX_ITER, weights=cfg.MODEL.WEIGHTS,
             checkpointer={"period": cfg.SOLVER.CHECKPOINT_PERIOD}, eval_period=cfg.TEST.EVAL_PERIOD,
             log_period=cfg.LOG_PERIOD, amp=cfg.SOLVER.AMP.ENABLED, ddp={"broadcast_buffers": False},
-            seed=cfg.SEED, extra_hooks=self._precise_bn))
+            seed=cfg.SEED, extra_hooks=self._precise_bn, train_datasets=cfg.DATASETS.TRAIN))
 
     def _precise_bn(self, model) -> List:
         """``TEST.PRECISE_BN``: BN statistics recomputed before each evaluation (and checkpoint)."""

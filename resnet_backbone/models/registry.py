@@ -66,7 +66,7 @@ def model_spec(name: str) -> ModelSpec:
     return _MODELS[name]
 
 
-def create_model(name: str, *, features_only: bool = False,
+def create_model(name: str, *, weights: Optional[str] = None, features_only: bool = False,
                  out_indices: Optional[Sequence[int]] = None, **kwargs) -> nn.Module:
     """Build a network by name, e.g. ``create_model("resnet50", num_classes=1000)``.
 
@@ -76,6 +76,13 @@ def create_model(name: str, *, features_only: bool = False,
     VGG-16 takes ``num_classes``, ``dropout`` and ``ceil_mode``. ``features_only=True`` (timm's
     interface, ``.features``): the stage maps of ``out_indices`` as a list, described by
     ``model.feature_info``. Unknown names or options raise ValueError listing the valid ones.
+
+    ``weights``: a name of ``resnet_backbone.weights_registry`` (``"resnet50.torchvision"``: its
+    file in ``weights_dir()``, sha256 verified) or the path of a weights file in any format of
+    ``resnet_backbone.convert``. A named entry's ``stride_in_1x1`` / ``shortcut`` are the
+    defaults; setting them otherwise is a ValueError, as are weights of another network. The
+    norm stays the caller's: MSRA's caffe2 files carry no BN statistics (their BN layers load as
+    the exact affine map in eval mode), so fine-tune them with ``norm="FrozenBN"``.
     """
     spec = model_spec(name)
     unknown = sorted(set(kwargs) - set(spec.options))
@@ -83,8 +90,40 @@ def create_model(name: str, *, features_only: bool = False,
         raise ValueError(f"{name} does not take option(s) {unknown}; valid options: {spec.options}")
     if out_indices is not None and not features_only:
         raise ValueError("out_indices applies with features_only=True")
+    if weights:
+        kwargs = {**_weights_options(name, weights, kwargs, spec.options), **kwargs}
     model = spec.builder(**kwargs)
+    if weights:
+        _load_weights(model, name, weights)
     return FeatureListNet(model, out_indices) if features_only else model
+
+
+def _weights_options(name: str, weights: str, kwargs: Dict, options: Sequence[str]) -> Dict:
+    """The builder options a named entry's weights were trained with (none for a path); a
+    ValueError if ``kwargs`` sets one of them otherwise. The file is found (and a named one
+    verified) first: a bad name or path fails before the network is built."""
+    from ..weights_registry import entry_for_model, resolve_weights  # imports models/: lazily
+
+    entry = entry_for_model(weights, name)
+    resolve_weights(weights)
+    if entry is None:
+        return {}
+    wanted = {k: v for k, v in entry.model_options().items() if k in options}
+    for key, value in wanted.items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"Weights {entry.name} were trained with {key}={value!r}, the call "
+                             f"sets {key}={kwargs[key]!r}: leave it out (it is taken from the "
+                             f"weights) or set {key}={value!r}")
+    return wanted
+
+
+def _load_weights(model: nn.Module, name: str, weights: str) -> None:
+    """``weights`` (a registry name or a path) into ``model``, through the checked loader."""
+    from ..checkpoint import load_state_dict_checked
+    from ..weights_registry import load_named_weights
+
+    state = load_named_weights(weights, name, model)
+    load_state_dict_checked(model, state, strict=False, source=str(weights))
 
 
 def _imagenet_builder(depth: int, residual: bool) -> Callable[..., nn.Module]:

@@ -9,6 +9,8 @@ from resnet_backbone.classification.engine import ClassificationTrainer
 from resnet_backbone.cli import run_seeds
 from resnet_backbone.data.synthetic import make_synthetic, write_cifar10_batches
 
+from helpers import run_short_demo
+
 CFG = Path(__file__).resolve().parents[2] / "configs" / "classification"
 #: test_train_cls.py's tiny CIFAR-10 recipe and fast settings, 2 iterations instead of 4
 FAST = ["DATALOADER.NUM_WORKERS", "0", "PROGRESS_BAR", "False", "LOG_PERIOD", "2"]
@@ -44,3 +46,13 @@ def two_seeds(tmp_path_factory):
             "--output-root", str(root), "DATASETS.ROOT", str(cifar), *TINY]
     assert run_seeds.main(argv) == 0
     return root, argv
+
+
+@pytest.fixture(scope="session")
+def short_demo(tmp_path_factory):
+    """(output folder, process) of ``python tools/train_det.py`` with no config and the short
+    schedule (helpers.SHORT_DEMO): synthetic data, training, COCO evaluation. Trained once per
+    session (~95 s on 2 cores): train_det's tests (its AP50, the appendix's test-time
+    improvements on its model) and predict_det's use the same detector."""
+    out = tmp_path_factory.mktemp("short_demo")
+    return out, run_short_demo(out)

@@ -3,7 +3,7 @@ import pytest
 
 from resnet_backbone.cli import analyze_model
 
-from helpers import analyze_model_tables, run_tool
+from helpers import analyze_model_tables, in_parallel, run_tool
 
 
 @pytest.fixture(scope="module")
@@ -14,10 +14,10 @@ def tables():
 
 
 def test_analyze_model_tool_reports_one_model_and_refuses_bad_names():
-    done = run_tool("analyze_model", "cifar_resnet56", "--input-size", "32")
+    done, bad = in_parallel(lambda: run_tool("analyze_model", "cifar_resnet56", "--input-size", "32"),
+                            lambda: run_tool("analyze_model", "resnet51"))  # independent runs
     assert done.returncode == 0, done.stderr
     assert "parameters: 853,018 (0.85M)" in done.stdout and "conv" in done.stdout
-    bad = run_tool("analyze_model", "resnet51")
     lines = [line for line in bad.stderr.splitlines() if line.strip()]
     assert bad.returncode == 2 and len(lines) == 1, bad.stderr
     assert lines[0].startswith("error: Unknown model 'resnet51'; valid choices: resnet18")

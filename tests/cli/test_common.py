@@ -7,13 +7,14 @@ The loaders themselves are tested in ``tests/checkpoint/``; this checks that
 ``tools/train_cls.py`` and ``tools/train_det.py`` (through ``PaperDetectionCheckpointer``) read
 weights only through them, for both a detectron2/MSRA-style ``.pkl`` and a ``torch.save`` ``.pth``.
 """
+import functools
 import os
 import pickle
 
 import pytest
 import torch
 
-from helpers import REPO, run_tool
+from helpers import REPO, in_parallel, run_tool
 
 
 def _cli_args(tool, shapes_coco):
@@ -52,16 +53,34 @@ def _malicious_weights(tmp_path, kind):
     return path, marker
 
 
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory, shapes_coco):
+    """{(tool, kind): (weights, marker, control ran the payload, tool process)}: for each tool
+    and file kind, the malicious file, the control (an unrestricted load runs the payload), then
+    the tool on it. The four tool runs are independent and end at the weight loading (mostly
+    start-up): they start together."""
+    cases = {}
+    for tool in ("train_cls", "train_det"):
+        for kind in ("pkl", "pth"):
+            folder = tmp_path_factory.mktemp(f"{tool}_{kind}")
+            weights, marker = _malicious_weights(folder, kind)
+            with open(weights, "rb") as f:  # control: an unrestricted load runs the payload
+                pickle.load(f) if kind == "pkl" else torch.load(f, weights_only=False)
+            ran = marker.exists()
+            if ran:
+                marker.unlink()
+            cases[tool, kind] = (weights, marker, ran, functools.partial(
+                run_tool, tool, *_cli_args(tool, shapes_coco), "MODEL.WEIGHTS", weights,
+                "OUTPUT_DIR", folder / "out", cwd=REPO, timeout=240, threads=2))
+    procs = in_parallel(*(case[-1] for case in cases.values()), workers=len(cases))
+    return {key: (*case[:-1], proc) for (key, case), proc in zip(cases.items(), procs)}
+
+
 @pytest.mark.parametrize("kind", ["pkl", "pth"])
 @pytest.mark.parametrize("tool", ["train_cls", "train_det"])
-def test_cli_refuses_malicious_weights(tmp_path, shapes_coco, tool, kind):
-    weights, marker = _malicious_weights(tmp_path, kind)
-    with open(weights, "rb") as f:  # control: an unrestricted load runs the payload
-        pickle.load(f) if kind == "pkl" else torch.load(f, weights_only=False)
-    assert marker.exists()
-    marker.unlink()
-    proc = run_tool(tool, *_cli_args(tool, shapes_coco), "MODEL.WEIGHTS", weights,
-                    "OUTPUT_DIR", tmp_path / "out", cwd=REPO, timeout=240, threads=2)
+def test_cli_refuses_malicious_weights(refusals, tool, kind):
+    weights, marker, control_ran_the_payload, proc = refusals[tool, kind]
+    assert control_ran_the_payload
     assert proc.returncode != 0, proc.stdout[-2000:]
     last_line = proc.stderr.strip().splitlines()[-1]
     assert f"Refusing to load {weights}" in last_line and "posix.system" in last_line, \

@@ -19,8 +19,10 @@ def test_convert_weights_tool(tmp_path, capsys):
     done = run_tool("convert_weights", "tv.pth", "paper.pth", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "122 tensors (inside 'model'), format torchvision_resnet" in done.stdout
-    ours = create_model("resnet18").eval()
-    ours.load_state_dict(load_checkpoint_file(tmp_path / "paper.pth"), strict=True)
+    paper = load_checkpoint_file(tmp_path / "paper.pth")  # {"model": ..., "meta": preprocessing}
+    assert paper["meta"]["model_name"] == "resnet18" and paper["meta"]["input_format"] == "RGB"
+    ours = create_model("resnet18", stride_in_1x1=paper["meta"]["stride_in_1x1"]).eval()
+    ours.load_state_dict(paper["model"], strict=True)
 
     assert convert_weights.main(["--to", "detectron2", str(tmp_path / "paper.pth"),
                                  str(tmp_path / "d2.pkl")]) == 0
@@ -31,6 +33,17 @@ def test_convert_weights_tool(tmp_path, capsys):
         backbone = build_resnet(18, out_features=["res5"])
         DetectionCheckpointer(backbone).load(str(tmp_path / "d2.pkl"))
         assert torch.equal(backbone.res4[1].conv2.weight, ours.res4[1].conv2.weight)
+        # the paper file's meta is what a detector's config takes from its MODEL.WEIGHTS
+        from detectron2.config import get_cfg
+        from resnet_backbone.detection import add_paper_resnet_config
+        from resnet_backbone.detection.pretrained import apply_weights_meta
+        cfg = get_cfg()
+        add_paper_resnet_config(cfg)
+        cfg.MODEL.BACKBONE.NAME, cfg.MODEL.PAPER_RESNET.DEPTH = "build_paper_resnet", 18
+        cfg.MODEL.WEIGHTS = str(tmp_path / "paper.pth")
+        apply_weights_meta(cfg)
+        assert (cfg.INPUT.FORMAT, cfg.MODEL.PIXEL_STD, cfg.MODEL.PAPER_RESNET.STRIDE_IN_1X1) == \
+            ("RGB", [58.395, 57.12, 57.375], False)
 
     assert convert_weights.main(["--to", "caffe2", str(tmp_path / "paper.pth"),
                                  str(tmp_path / "c2.pkl")]) == 0

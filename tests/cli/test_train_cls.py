@@ -2,6 +2,7 @@
 the real formats, --eval-only, the embedded default (smaller), and the error paths; resume after
 SIGKILL with a truncated newest checkpoint, and a 2-process DDP run (gloo, CPU) against the
 single-process run with the same global batch."""
+import functools
 import json
 import os
 import re
@@ -19,8 +20,8 @@ from resnet_backbone.classification.engine import ClassificationTrainer
 from resnet_backbone.cli import train_cls
 from resnet_backbone.data.synthetic import make_synthetic, write_cifar10_batches
 
-from helpers import (CLS_TINY as TINY, assert_same_state, cls_cfg_with as cfg_with, run_tool,
-                     write_synthetic_imagenet)
+from helpers import (CLS_TINY as TINY, assert_same_state, cls_cfg_with as cfg_with, in_parallel,
+                     run_tool, write_synthetic_imagenet)
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "train_cls.py"
@@ -165,50 +166,60 @@ def test_checkpoint_shape_mismatch_is_listed(capsys, tmp_path):
 
 
 def test_sigkill_or_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
+    """The uninterrupted run, the killed one (then resumed) and the stopped one (then resumed)
+    are independent: they run two at a time (mostly start-up, which takes one core)."""
     opts = TINY + ["SOLVER.MAX_ITER", 15, "SOLVER.CHECKPOINT_PERIOD", 3, "SOLVER.KEEP_LAST", 10,
                    "TEST.EVAL_PERIOD", 15, "DATALOADER.NUM_WORKERS", 1]
-    run_tool(TOOL, *opts, "OUTPUT_DIR", tmp_path / "full", threads=2, timeout=300, check=True)
-    proc = subprocess.Popen([sys.executable, str(TOOL), *map(str, opts), "OUTPUT_DIR", str(tmp_path / "killed")],
-                            env={**os.environ, "OMP_NUM_THREADS": "2"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while not (tmp_path / "killed" / "model_0000005.pth").exists() and proc.poll() is None:
-        assert time.time() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "killed" / "model_final.pth").exists(), "the run ended before the kill"
-    newest = sorted((tmp_path / "killed").glob("model_00*.pth"))[-1]
-    data = newest.read_bytes()
-    newest.write_bytes(data[: len(data) // 3])  # as if the disk lost the end of it, after
-    (tmp_path / "killed" / "last_checkpoint").write_text(newest.name)  # it was tagged
-    done = run_tool(TOOL, "--resume", *opts, "OUTPUT_DIR", tmp_path / "killed", threads=2,
-                    timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"Skipping incomplete checkpoint for resume: {newest}" in done.stderr
-    assert "resuming from" in done.stderr
-    assert_same_state(load_checkpoint_file(tmp_path / "full" / "model_final.pth")["model"],
-                      load_checkpoint_file(tmp_path / "killed" / "model_final.pth")["model"])
-    # SIGTERM (a scheduler's notice): the step is finished and saved, one line, exit 143
-    proc = subprocess.Popen([sys.executable, str(TOOL), *map(str, opts), "OUTPUT_DIR", str(tmp_path / "term")],
-                            env={**os.environ, "OMP_NUM_THREADS": "2"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    while not (tmp_path / "term" / "model_0000002.pth").exists() and proc.poll() is None:
-        assert time.time() < deadline + 240
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    stderr = proc.communicate(timeout=120)[1]
-    match = re.search(r"^stopped by SIGTERM after iteration (\d+): saved (\S+); continue with the "
-                      r"same command and --resume$", stderr, re.M)
-    assert proc.returncode == 143 and match and "Traceback" not in stderr, stderr[-3000:]
-    stopped_at = int(match.group(1))
-    assert 3 <= stopped_at < 15 and match.group(2) == str(tmp_path / "term" / f"model_{stopped_at - 1:07d}.pth")
-    assert (tmp_path / "term" / "last_checkpoint").read_text() == f"model_{stopped_at - 1:07d}.pth"
-    assert not (tmp_path / "term" / "model_final.pth").exists()
-    done = run_tool(TOOL, "--resume", *opts, "OUTPUT_DIR", tmp_path / "term", threads=2, timeout=300)
-    assert done.returncode == 0 and f"resuming at iteration {stopped_at}" in done.stderr, done.stderr[-3000:]
-    assert_same_state(load_checkpoint_file(tmp_path / "full" / "model_final.pth")["model"],
-                      load_checkpoint_file(tmp_path / "term" / "model_final.pth")["model"])
+
+    def uninterrupted():
+        run_tool(TOOL, *opts, "OUTPUT_DIR", tmp_path / "full", threads=2, timeout=300, check=True)
+
+    def killed_then_resumed():
+        proc = subprocess.Popen([sys.executable, str(TOOL), *map(str, opts), "OUTPUT_DIR", str(tmp_path / "killed")],
+                                env={**os.environ, "OMP_NUM_THREADS": "2"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 240
+        while not (tmp_path / "killed" / "model_0000005.pth").exists() and proc.poll() is None:
+            assert time.time() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (tmp_path / "killed" / "model_final.pth").exists(), "the run ended before the kill"
+        newest = sorted((tmp_path / "killed").glob("model_00*.pth"))[-1]
+        data = newest.read_bytes()
+        newest.write_bytes(data[: len(data) // 3])  # as if the disk lost the end of it, after
+        (tmp_path / "killed" / "last_checkpoint").write_text(newest.name)  # it was tagged
+        done = run_tool(TOOL, "--resume", *opts, "OUTPUT_DIR", tmp_path / "killed", threads=2,
+                        timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"Skipping incomplete checkpoint for resume: {newest}" in done.stderr
+        assert "resuming from" in done.stderr
+
+    def stopped_then_resumed():
+        # SIGTERM (a scheduler's notice): the step is finished and saved, one line, exit 143
+        proc = subprocess.Popen([sys.executable, str(TOOL), *map(str, opts), "OUTPUT_DIR", str(tmp_path / "term")],
+                                env={**os.environ, "OMP_NUM_THREADS": "2"}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 240
+        while not (tmp_path / "term" / "model_0000002.pth").exists() and proc.poll() is None:
+            assert time.time() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        stderr = proc.communicate(timeout=120)[1]
+        match = re.search(r"^stopped by SIGTERM after iteration (\d+): saved (\S+); continue with the "
+                          r"same command and --resume$", stderr, re.M)
+        assert proc.returncode == 143 and match and "Traceback" not in stderr, stderr[-3000:]
+        stopped_at = int(match.group(1))
+        assert 3 <= stopped_at < 15 and match.group(2) == str(tmp_path / "term" / f"model_{stopped_at - 1:07d}.pth")
+        assert (tmp_path / "term" / "last_checkpoint").read_text() == f"model_{stopped_at - 1:07d}.pth"
+        assert not (tmp_path / "term" / "model_final.pth").exists()
+        done = run_tool(TOOL, "--resume", *opts, "OUTPUT_DIR", tmp_path / "term", threads=2, timeout=300)
+        assert done.returncode == 0 and f"resuming at iteration {stopped_at}" in done.stderr, done.stderr[-3000:]
+
+    in_parallel(uninterrupted, killed_then_resumed, stopped_then_resumed)
+    for resumed in ("killed", "term"):
+        assert_same_state(load_checkpoint_file(tmp_path / "full" / "model_final.pth")["model"],
+                          load_checkpoint_file(tmp_path / resumed / "model_final.pth")["model"])
 
 
 def test_two_process_ddp_matches_single_process(tmp_path):
@@ -218,9 +229,10 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     process). Every parameter and BN statistic must agree to float round-off."""
     opts = ["SOLVER.MAX_ITER", 4, "MODEL.NORM", "naiveSyncBN", *TINY]
     outs = {}
-    for n in (1, 2):
-        done = run_tool(TOOL, "--num-gpus", n, *opts, "OUTPUT_DIR", tmp_path / f"p{n}", threads=1,
-                        timeout=300)
+    runs = in_parallel(*(functools.partial(  # independent runs, started together
+        run_tool, TOOL, "--num-gpus", n, *opts, "OUTPUT_DIR", tmp_path / f"p{n}", threads=1,
+        timeout=300) for n in (1, 2)))
+    for n, done in zip((1, 2), runs):
         assert done.returncode == 0, done.stderr[-3000:]
         outs[n] = load_checkpoint_file(tmp_path / f"p{n}" / "model_final.pth")["model"]
     params = dict(ClassificationTrainer(cfg_with(tmp_path / "x", "MODEL.NORM", "BN")).model.named_parameters())

@@ -2,6 +2,7 @@
 a FrozenBN backbone without statistics, pre-trained weights that do not fit the backbone, bad
 datasets, a bad OUTPUT_DIR, a loss that diverges; and what survives a crash: exact resume after
 SIGKILL, and several CPU processes training as one."""
+import functools
 import json
 import os
 import re
@@ -17,7 +18,7 @@ import torch
 from resnet_backbone.checkpoint import load_checkpoint_file
 from resnet_backbone.data.synthetic import write_shapes_coco
 
-from helpers import write_synthetic_imagenet
+from helpers import in_parallel, write_synthetic_imagenet
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_CLS, TRAIN_DET = REPO / "tools" / "train_cls.py", REPO / "tools" / "train_det.py"
@@ -139,12 +140,13 @@ def test_weights_of_another_depth_or_an_explicit_conflict_stop_with_the_override
     sd = build_resnet(18, shortcut="A", out_features=["res5"]).state_dict()
     save_checkpoint_atomic({"model": sd, "matching_heuristics": True, "meta": meta}, tmp_path / "r18.pth")
     common = with_dataset(shapes, "MODEL.WEIGHTS", tmp_path / "r18.pth", "OUTPUT_DIR", tmp_path / "o")
-    proc = run(TRAIN_DET, "--config-file", C4, *common)  # the config's depth: 101
-    assert_user_error(proc, "ResNet-18, the config says MODEL.PAPER_RESNET.DEPTH 101",
+    depth, shortcut = in_parallel(  # two independent runs
+        lambda: run(TRAIN_DET, "--config-file", C4, *common),  # the config's depth: 101
+        lambda: run(TRAIN_DET, "--config-file", C4, *common, "MODEL.PAPER_RESNET.DEPTH", 18,
+                    "MODEL.PAPER_RESNET.SHORTCUT", "B"))
+    assert_user_error(depth, "ResNet-18, the config says MODEL.PAPER_RESNET.DEPTH 101",
                       "set MODEL.PAPER_RESNET.DEPTH 18")
-    proc = run(TRAIN_DET, "--config-file", C4, *common, "MODEL.PAPER_RESNET.DEPTH", 18,
-               "MODEL.PAPER_RESNET.SHORTCUT", "B")
-    assert_user_error(proc, "trained with SHORTCUT 'A'", "set MODEL.PAPER_RESNET.SHORTCUT 'A'")
+    assert_user_error(shortcut, "trained with SHORTCUT 'A'", "set MODEL.PAPER_RESNET.SHORTCUT 'A'")
 
 
 # ----------------------------------------------------------------------------------- datasets
@@ -163,7 +165,9 @@ def test_bad_annotations_are_listed_and_skipped_or_refused_when_strict(shapes, t
     opts = ["--config-file", REPO / "configs" / "detection" / "Demo-Shapes-R18-C4.yaml",
             "--dataset", "rel_bad", bad, shapes[1], *TINY, "DATASETS.TRAIN", "('rel_bad',)",
             "SOLVER.MAX_ITER", 1]
-    proc = run(TRAIN_DET, *opts, "OUTPUT_DIR", tmp_path / "skip")
+    proc, strict = in_parallel(  # two independent runs
+        lambda: run(TRAIN_DET, *opts, "OUTPUT_DIR", tmp_path / "skip"),
+        lambda: run(TRAIN_DET, *opts, "DATASETS.STRICT", True, "OUTPUT_DIR", tmp_path / "strict"))
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "Dataset 'rel_bad': 3 problems" in log and "3 bad annotations skipped" in log
@@ -171,33 +175,50 @@ def test_bad_annotations_are_listed_and_skipped_or_refused_when_strict(shapes, t
     assert "category id 9 is not declared" in log
     cleaned = json.loads((tmp_path / "skip" / "datasets" / "rel_bad.json").read_text())
     assert len(cleaned["annotations"]) == len(data["annotations"]) - 3
-    strict = run(TRAIN_DET, *opts, "DATASETS.STRICT", True, "OUTPUT_DIR", tmp_path / "strict")
     assert_user_error(strict, "dataset 'rel_bad' has 3 problems", "DATASETS.STRICT False")
 
 
-@pytest.mark.parametrize("damage, words", [
+#: Damaged annotation files (a change to the json, or its first 200 characters) and the words
+#: of the error each must give.
+UNUSABLE_JSON = [
     (lambda d: d.pop("images"), "has no 'images' list"),
     (lambda d: d.update(annotations=[]), "'annotations' is empty"),
     ("truncated", "is not valid JSON"),
-])
-def test_unusable_coco_json_names_the_file_and_the_key(shapes, tmp_path, damage, words):
-    path = tmp_path / "ann.json"
-    if damage == "truncated":
-        path.write_text(Path(shapes[0]).read_text()[:200])
-    else:
-        data = json.loads(Path(shapes[0]).read_text())
-        damage(data)
-        write_coco(path, data)
-    proc = run(TRAIN_DET, "--config-file", C4, "--dataset", "rel_json", path, shapes[1], *TINY,
-               "DATASETS.TRAIN", "('rel_json',)", "MODEL.PAPER_RESNET.DEPTH", 18,
-               "OUTPUT_DIR", tmp_path / "o")
+]
+
+
+@pytest.fixture(scope="module")
+def unusable_json_runs(shapes, tmp_path_factory):
+    """{words: (damaged file, train_det process)} for each of UNUSABLE_JSON; the three runs
+    are independent and end in start-up: they start together."""
+    attempts = []
+    for damage, words in UNUSABLE_JSON:
+        folder = tmp_path_factory.mktemp("rel_json")
+        path = folder / "ann.json"
+        if damage == "truncated":
+            path.write_text(Path(shapes[0]).read_text()[:200])
+        else:
+            data = json.loads(Path(shapes[0]).read_text())
+            damage(data)
+            write_coco(path, data)
+        attempts.append((words, path, functools.partial(
+            run, TRAIN_DET, "--config-file", C4, "--dataset", "rel_json", path, shapes[1], *TINY,
+            "DATASETS.TRAIN", "('rel_json',)", "MODEL.PAPER_RESNET.DEPTH", 18, "OUTPUT_DIR", folder / "o")))
+    procs = in_parallel(*(call for _, _, call in attempts), workers=len(attempts))
+    return {words: (path, proc) for (words, path, _), proc in zip(attempts, procs)}
+
+
+@pytest.mark.parametrize("damage, words", UNUSABLE_JSON)
+def test_unusable_coco_json_names_the_file_and_the_key(unusable_json_runs, damage, words):
+    path, proc = unusable_json_runs[words]
     assert_user_error(proc, str(path), words)
 
 
 def test_output_dir_that_is_a_file_is_one_line(tmp_path):
     (tmp_path / "out").write_text("")
-    for tool in (TRAIN_DET, TRAIN_CLS):
-        assert_user_error(run(tool, "OUTPUT_DIR", tmp_path / "out"), "is a file, not a folder")
+    for proc in in_parallel(*(functools.partial(run, tool, "OUTPUT_DIR", tmp_path / "out")
+                              for tool in (TRAIN_DET, TRAIN_CLS))):
+        assert_user_error(proc, "is a file, not a folder")
 
 
 # -------------------------------------------------------------------------- divergence
@@ -230,19 +251,21 @@ def _final_weights(out: Path):
 def test_sigkill_then_resume_matches_uninterrupted_run(shapes, tmp_path):
     """Killed while writing a checkpoint, at another moment, and stopped by SIGTERM (which saves
     the step it ends); each resumed run ends with the uninterrupted run's weights, bit for bit
-    (one thread: the same order of float sums)."""
+    (one thread: the same order of float sums). The uninterrupted run and the three cases are
+    independent one-thread processes: they run two at a time, one a core."""
     opts = ["--config-file", REPO / "configs" / "detection" / "Demo-Shapes-R18-C4.yaml",
             *with_dataset(shapes, *DETERMINISTIC)]
     env = {"OMP_NUM_THREADS": "1"}
-    full = run(TRAIN_DET, *opts, "OUTPUT_DIR", tmp_path / "full", env=env)
-    assert full.returncode == 0, full.stderr[-3000:]
-    expected = _final_weights(tmp_path / "full")
+
+    def uninterrupted():
+        full = run(TRAIN_DET, *opts, "OUTPUT_DIR", tmp_path / "full", env=env)
+        assert full.returncode == 0, full.stderr[-3000:]
+        return _final_weights(tmp_path / "full")
+
     def writing_model_5(d: Path) -> bool:
         return any(d.glob(".model_0000005.pth.*.tmp")) and not (d / "model_0000005.pth").exists()
 
-    for case, ready in (("during_write", writing_model_5),
-                        ("between_checkpoints", lambda d: (d / "model_0000002.pth").exists()),
-                        ("sigterm", lambda d: (d / "model_0000002.pth").exists())):
+    def interrupted_then_resumed(case, ready):
         out = tmp_path / case
         out.mkdir()
         proc = subprocess.Popen([sys.executable, str(TRAIN_DET), *map(str, opts), "OUTPUT_DIR", str(out)],
@@ -274,11 +297,18 @@ def test_sigkill_then_resume_matches_uninterrupted_run(shapes, tmp_path):
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert "Starting training from iteration 0" not in resumed.stdout + resumed.stderr, case
         assert not list(out.glob(".*.tmp")), case  # the killed write's temporary file removed
-        got = _final_weights(out)
-        for k in expected:
-            assert torch.equal(got[k], expected[k]), (case, k)
         iterations = [json.loads(x)["iteration"] for x in (out / "metrics.json").read_text().splitlines()]
         assert iterations == sorted(set(iterations)), (case, iterations)  # no line twice
+        return _final_weights(out)
+
+    cases = {"during_write": writing_model_5,
+             "between_checkpoints": lambda d: (d / "model_0000002.pth").exists(),
+             "sigterm": lambda d: (d / "model_0000002.pth").exists()}
+    expected, *resumed = in_parallel(uninterrupted, *(
+        functools.partial(interrupted_then_resumed, case, ready) for case, ready in cases.items()))
+    for case, got in zip(cases, resumed):
+        for k in expected:
+            assert torch.equal(got[k], expected[k]), (case, k)
 
 
 @pytest.mark.slow
@@ -297,12 +327,11 @@ def test_two_cpu_processes_train_as_one(tmp_path_factory, tmp_path):
             "MODEL.ROI_HEADS.IOU_THRESHOLDS", "[0.5]", "MODEL.ROI_HEADS.IOU_LABELS", "[0, 1]",
             "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 100000, "DATALOADER.ASPECT_RATIO_GROUPING", False,
             "SOLVER.MAX_ITER", 4, "SOLVER.BASE_LR", 0.002, "SOLVER.CHECKPOINT_PERIOD", 100]
-    outs = {}
-    for n in (1, 2):
-        proc = run(TRAIN_DET, "--num-gpus", n, *opts, "OUTPUT_DIR", tmp_path / f"p{n}",
-                   env={"OMP_NUM_THREADS": "1"})
+    outs = {n: tmp_path / f"p{n}" for n in (1, 2)}
+    for proc in in_parallel(*(functools.partial(  # independent runs, started together
+            run, TRAIN_DET, "--num-gpus", n, *opts, "OUTPUT_DIR", outs[n], env={"OMP_NUM_THREADS": "1"})
+            for n in (1, 2))):
         assert proc.returncode == 0, proc.stderr[-3000:]
-        outs[n] = tmp_path / f"p{n}"
     losses = {n: [json.loads(x)["total_loss"] for x in (out / "metrics.json").read_text().splitlines()
                   if "total_loss" in x] for n, out in outs.items()}
     assert len(losses[1]) == len(losses[2]) > 0

@@ -13,7 +13,8 @@ from detectron2.modeling import build_backbone, build_model
 
 from resnet_backbone.cli.export_model import main as export_model
 from resnet_backbone.detection import get_detection_cfg
-from resnet_backbone.detection.export import InputContract, sample_image
+from resnet_backbone.detection.export import sample_image
+from resnet_backbone.exported_detector import DetectorContract
 from resnet_backbone.models.layers import init_bn_statistics_from_data
 from resnet_backbone.recipes import get_config_file
 from helpers import randomize_norms_
@@ -51,7 +52,7 @@ def test_detector_exports_match_eager(config, tmp_path, capsys):
     cfg = get_detection_cfg(config_file, SMALL + ["MODEL.DEVICE", "cpu"])
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    image = sample_image(InputContract(cfg.INPUT.FORMAT, 256, 320))
+    image = sample_image(DetectorContract(cfg.INPUT.FORMAT, 256, 320))
     init_bn_statistics_from_data(model, lambda: model([{"image": image}]))
     weights = tmp_path / "model_final.pth"
     torch.save({"model": model.state_dict()}, weights)
