@@ -5,8 +5,13 @@
 env:
 	@bash scripts/setup_env.sh
 
+# The suite in 2 pytest-xdist workers (CI's 2 cores; each test then runs on one thread, see
+# tests/helpers.py TOOL_THREADS); the tests that share a trained model run in one worker
+# (--dist loadgroup, tests/conftest.py). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
+
 test: env
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	.venv/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 DEMO_ARGS ?= --overwrite
 

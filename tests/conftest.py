@@ -9,7 +9,25 @@ import torch
 
 from resnet_backbone.data.synthetic import write_shapes_coco, write_shapes_voc
 
-torch.set_num_threads(2)
+from helpers import TOOL_THREADS
+
+#: In-process tests run on a test process's share of the cores (helpers.TOOL_THREADS: 2, or 1
+#: in each of pytest-xdist's two workers).
+torch.set_num_threads(TOOL_THREADS)
+
+#: Session fixtures that train a model (tests/cli/conftest.py): every test that uses one runs in
+#: the same xdist worker (``--dist loadgroup``), so that each is trained once per suite, not once
+#: per worker.
+SHARED_TRAINING_FIXTURES = ("short_demo", "runs", "two_seeds")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        shared = [name for name in SHARED_TRAINING_FIXTURES if name in item.fixturenames]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
 
 #: The dataset checks cache their verdicts under $XDG_CACHE_HOME: the tests' own folder (the
 #: tools they start inherit it), not the user's.

@@ -53,6 +53,12 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # --- running the tools -------------------------------------------------------------------------
 
+#: The cores of one test process: CI's 2, or 1 each when pytest-xdist runs the suite in two
+#: workers (the README's ``-n 2``). The threads of a tool a test starts (``OMP_NUM_THREADS``):
+#: two 2-thread processes on 2 cores wait on each other's parallel regions (several times
+#: slower), two 1-thread ones do not.
+TOOL_THREADS = max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))))
+
 
 def run_tool(tool_or_script, *args, cwd=None, env=None, timeout=300, check=False, threads=1):
     """``python <script> args...`` as a user runs it, in a subprocess: ``tool_or_script`` is a
@@ -192,6 +198,89 @@ def run_short_demo(out: Path):
     ``CompletedProcess``; asserts exit status 0."""
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "train_det.py"), *SHORT_DEMO,
                            "OUTPUT_DIR", str(out)], cwd=REPO, capture_output=True, text=True,
-                          timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "2"})
+                          timeout=1200, env={**os.environ, "OMP_NUM_THREADS": str(TOOL_THREADS)})
     assert proc.returncode == 0, f"train_det.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     return proc
+
+
+# --- two "machines" on this host ----------------------------------------------------------------
+# A multi-machine job without a shared filesystem: a group of processes per machine, each in its
+# own working folder (cwd) with its own copy of the data and its own $XDG_CACHE_HOME, joined by
+# gloo over 127.0.0.1. Every machine runs the same command: relative paths, resolved in its folder.
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine_folder(base: Path, name: str, data: Path) -> Path:
+    """``base/name``: a machine's working folder with its own copy of ``data`` (at
+    ``data/<data's name>``) and its own cache folder."""
+    import shutil
+
+    folder = base / name
+    shutil.copytree(data, folder / "data" / data.name)
+    (folder / "cache").mkdir()
+    return folder
+
+
+def start_machine(cmd, folder: Path) -> subprocess.Popen:
+    """``cmd`` in ``folder``, one thread a process, with the folder's cache and no launcher
+    variables of the test's own environment; its own process group (to kill it whole)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(folder / "cache")}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return subprocess.Popen([str(c) for c in cmd], cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish_machines(procs, timeout=180):
+    """(returncode, stderr, stdout) of each process; one still running after ``timeout`` is
+    killed."""
+    import signal
+
+    ended = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+        ended.append((p.returncode, err, out))
+    return ended
+
+
+def detectron2_style(tool: Path, port: int, rank: int, *args):
+    """``tool`` as machine ``rank`` of 2 with detectron2's flags (one process a machine)."""
+    return [sys.executable, tool, "--num-machines", 2, "--machine-rank", rank, "--dist-url",
+            f"tcp://127.0.0.1:{port}", "--num-gpus", 1, *args]
+
+
+def torchrun_style(tool: Path, port: int, rank: int, *args):
+    """``tool`` under ``torchrun --nnodes 2`` (c10d rendezvous at 127.0.0.1:``port``)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", 2, "--nproc-per-node", 1,
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--node-rank", rank,
+            "--rdzv-id", "t", tool, *args]
+
+
+def run_two_machines(folders, command, *args, timeout=180):
+    """``command(port, rank, *args)`` on the two machines' folders, together; asserts that both
+    end with exit status 0. Their output (stdout, then stderr)."""
+    port = free_port()
+    results = finish_machines([start_machine(command(port, r, *args), f)
+                               for r, f in enumerate(folders)], timeout=timeout)
+    for code, err, _ in results:
+        assert code == 0, err[-3000:]
+    return [out + err for _, err, out in results]
+
+
+def machine_with_outputs(folders, final: str):
+    """(machine 0's folder, the other's): the one whose ``out/`` holds ``final`` (under c10d,
+    torchrun numbers the machines in the order they join)."""
+    done = [f for f in folders if (f / "out" / final).exists()]
+    assert len(done) == 1, "exactly one machine writes the outputs"
+    return done[0], next(f for f in folders if f != done[0])

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TOOL_THREADS
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "resnet_backbone"
 #: The modules that may import detectron2: the plugin and the tools and benchmark rows built on it.
@@ -213,7 +215,7 @@ def test_the_layering_checks_see_lazy_upward_edges_and_cycles(tmp_path):
 def run_python(code: str, cwd=REPO, env=None, timeout=600):
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, text=True,
                           capture_output=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "2", **(env or {})})
+                          env={**os.environ, "OMP_NUM_THREADS": str(TOOL_THREADS), **(env or {})})
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout
 

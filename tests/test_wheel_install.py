@@ -25,6 +25,8 @@ from PIL import Image
 
 import resnet_backbone
 
+from helpers import TOOL_THREADS
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["DATASETS.SYNTHETIC.NUM_TRAIN", "64", "DATASETS.SYNTHETIC.NUM_TEST", "16",
         "SOLVER.IMS_PER_BATCH", "16", "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(2, 3)",
@@ -91,7 +93,7 @@ def test_wheel_installs_into_a_fresh_venv_and_trains_and_predicts(tmp_path):
                 cwd=tmp_path).stdout.strip()
     assert found.startswith(str(venv)), found
 
-    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": str(TOOL_THREADS)}
     work = tmp_path / "user"  # a user's folder: no checkout, no configs/ beside it
     work.mkdir()
     run([venv / "bin" / "resnet-train-cls", *TINY, "OUTPUT_DIR", "run"], cwd=work, env=env)

@@ -6,10 +6,11 @@ uses it with fvcore's ``PeriodicCheckpointer``, and the detection layer mixes th
 into detectron2's ``DetectionCheckpointer``. The only checkpoint module that imports fvcore.
 """
 import os
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from fvcore.common.checkpoint import Checkpointer
 
+from ..distributed import computed_once
 from .atomic import save_checkpoint_atomic, write_text_atomic
 from .completeness import checkpoint_is_complete, latest_complete_checkpoint
 from .safe_load import CheckpointError, load_checkpoint_file
@@ -24,8 +25,14 @@ class SafeCheckpointerMixin:
       a missing file named instead of an ``AssertionError``;
     * saving through :func:`save_checkpoint_atomic`, and ``last_checkpoint`` written atomically;
     * on resume, the tagged checkpoint if it is complete, else the newest complete periodic
-      checkpoint (``model_<iteration>.pth``): a crash while writing never stops a resume.
+      checkpoint (``model_<iteration>.pth``): a crash while writing never stops a resume;
+    * a resume that needs no shared filesystem: process 0 reads that checkpoint from its
+      ``save_dir`` and broadcasts its content (``resume_point``), so that the other machines,
+      whose folders hold no checkpoint, continue from the same state (``resume_or_load``).
     """
+
+    #: The checkpoint the last ``resume_or_load`` resumed from (process 0's path), or None.
+    resumed_from: Optional[str] = None
 
     def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
         if path and "://" not in path and not os.path.isfile(path):  # URLs: fvcore's PathManager
@@ -37,6 +44,41 @@ class SafeCheckpointerMixin:
         if isinstance(data, Mapping) and isinstance(data.get("model"), Mapping):
             return dict(data)
         return {"model": state_dict_from_checkpoint(data, filename)[0]}
+
+    def resume_point(self) -> Optional[Tuple[str, Dict[str, Any]]]:
+        """Process 0's newest complete checkpoint (``get_checkpoint_file``) as (its path, its
+        content), read there and broadcast to every process; None when it has none."""
+        def read() -> Optional[Tuple[str, Dict[str, Any]]]:
+            if not self.has_checkpoint():
+                return None
+            path = self.get_checkpoint_file()
+            return path, self._load_file(path)
+        return computed_once(read)
+
+    def load_read(self, path: str, checkpoint: Dict[str, Any],
+                  checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        """fvcore's ``load`` of a checkpoint already read (``resume_point``): the model, then
+        ``checkpointables`` (default: all); what is left. (fvcore's ``load`` reads the file
+        itself, which another machine does not have.)"""
+        self.logger.info(f"[Checkpointer] Loading from {path} ...")
+        incompatible = self._load_model(checkpoint)
+        if incompatible is not None:
+            self._log_incompatible_keys(incompatible)
+        for key in self.checkpointables if checkpointables is None else checkpointables:
+            if key in checkpoint:
+                self.logger.info(f"Loading {key} from {path} ...")
+                self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+        return checkpoint
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """fvcore's: with ``resume``, process 0's newest checkpoint (every checkpointable), on
+        every machine (``resume_point``); else, or when there is none, ``path``'s weights only
+        (each machine reads its own copy). ``resumed_from`` says which."""
+        point = self.resume_point() if resume else None
+        self.resumed_from = point[0] if point else None
+        if point is None:
+            return self.load(path, checkpointables=[])
+        return self.load_read(*point)
 
     def save(self, name: str, **kwargs: Any) -> None:
         """As fvcore's (model, checkpointables, ``kwargs``; then tag it as the last checkpoint),
@@ -78,6 +120,11 @@ class SafeCheckpointer(SafeCheckpointerMixin, Checkpointer):
     def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
         self._source = path
         return super().load(path, checkpointables)
+
+    def load_read(self, path: str, checkpoint: Dict[str, Any],
+                  checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        self._source = path
+        return super().load_read(path, checkpoint, checkpointables)
 
     def _load_model(self, checkpoint: Dict[str, Any]) -> None:
         load_state_dict_checked(self.model, checkpoint.pop("model"), strict=True,

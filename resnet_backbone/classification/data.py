@@ -5,12 +5,12 @@ training augmentation and test views the config asks for."""
 import hashlib
 import logging
 import os
-from typing import Dict, Tuple
+from typing import Dict
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..distributed import computed_once, get_machine_rank, get_rank
+from ..distributed import computed_once, get_rank, machines_that_differ
 from ..data.datasets import ArrayDataset, ImageFolderDataset, load_cifar10
 from ..data.synthetic import make_synthetic
 from .transforms import CifarTrainTransform, FastImageNetTrainTransform, Normalizer, TestViews
@@ -55,21 +55,28 @@ def _image_folders(cfg):
     train = ImageFolderDataset(root, "train", skip)
     val = ImageFolderDataset(root, "val", skip, classes=train.classes)
 
-    def check() -> Dict[str, Tuple[str, Dict[str, str]]]:
+    def check() -> Dict[str, Dict[str, str]]:
         verdicts = {}
         for dataset in (train, val):
             report = dataset.check()
             logger.info(report.summary())
             if report.bad:
                 print(report.skip_message(SPLIT_NAMES.get(dataset.split, dataset.split)), flush=True)
-            verdicts[dataset.split] = (_file_list_digest(dataset), {
-                os.path.relpath(path, dataset.root): why for path, why in dataset.unreadable.items()})
+            verdicts[dataset.split] = {os.path.relpath(path, dataset.root): why
+                                       for path, why in dataset.unreadable.items()}
         return verdicts
 
+    for dataset in (train, val):  # first: every machine stops together on another copy
+        differ = machines_that_differ(_file_list_digest(dataset))
+        if differ:
+            raise ValueError(f"DATASETS.ROOT {root} on machine {', '.join(map(str, differ))} does "
+                             f"not hold the same {dataset.split}/ files as on machine 0: give every "
+                             "machine the same copy")
     verdicts = computed_once(check)
     if get_rank() != 0:
         for dataset in (train, val):
-            _adopt_verdict(dataset, *verdicts[dataset.split], root)
+            dataset.unreadable = {os.path.join(dataset.root, rel): why
+                                  for rel, why in verdicts[dataset.split].items()}
     return train, val, None
 
 
@@ -80,14 +87,6 @@ def _file_list_digest(dataset) -> str:
     for path, label in dataset.folder.samples:
         h.update(f"{os.path.relpath(path, dataset.root)}\t{label}\n".encode())
     return h.hexdigest()
-
-
-def _adopt_verdict(dataset, digest: str, unreadable: Dict[str, str], root: str) -> None:
-    """Process 0's check of this split, on this process's copy of it (not checked again)."""
-    if _file_list_digest(dataset) != digest:
-        raise ValueError(f"DATASETS.ROOT {root} on machine {get_machine_rank()} does not hold the same "
-                         f"{dataset.split}/ files as on machine 0: give every machine the same copy")
-    dataset.unreadable = {os.path.join(dataset.root, rel): why for rel, why in unreadable.items()}
 
 
 def num_classes_of(dataset) -> int:

@@ -22,7 +22,7 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -134,32 +134,12 @@ class ClassificationTrainer:
             return mean
         return computed_once(compute)
 
-    def _resume_point(self, resume: bool) -> Optional[Tuple[str, Dict]]:
-        """With ``resume``: process 0's newest complete checkpoint (path, content), read there
-        and broadcast, so that the other machines need no copy of OUTPUT_DIR; else None."""
-        def read() -> Optional[Tuple[str, Dict]]:
-            if not (resume and self.checkpointer.has_checkpoint()):
-                return None
-            path = self.checkpointer.get_checkpoint_file()
-            return path, self.checkpointer._load_file(path)
-        return computed_once(read)
-
-    def _load_resume_point(self, path: str, checkpoint: Dict) -> Dict:
-        """fvcore's ``Checkpointer.load`` of a checkpoint already read: the weights (strict),
-        every checkpointable; what is left (the trainer's own state)."""
-        self.checkpointer.logger.info(f"[Checkpointer] Loading from {path} ...")
-        self.checkpointer._source = path
-        self.checkpointer._load_model(checkpoint)
-        for key, obj in self.checkpointer.checkpointables.items():
-            if key in checkpoint:
-                obj.load_state_dict(checkpoint.pop(key))
-        return checkpoint
-
     def _resume_or_load(self, resume: bool, eval_only: bool) -> Optional[str]:
-        point = self._resume_point(resume)
+        # process 0's newest checkpoint, broadcast: the other machines need no copy of OUTPUT_DIR
+        point = self.checkpointer.resume_point() if resume else None
         if point is not None:
             path = point[0]
-            extra = self._load_resume_point(*point)  # weights and every checkpointable
+            extra = self.checkpointer.load_read(*point)  # weights and every checkpointable
             if "schedule" in extra:
                 raise CheckpointError(
                     f"{path} was written by resnet_backbone 0.1, whose training state --resume "

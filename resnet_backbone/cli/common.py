@@ -3,12 +3,13 @@ process ``worker``, and one error convention: a user error is one line on stderr
 ``error: <what is wrong and how to fix it>``, and exit status 2; anything else is a bug and keeps
 its traceback."""
 import argparse
+import os
 import sys
 from typing import Any, Callable, Optional
 
 from ..checkpoint import CheckpointError
 from ..data.datasets import CorruptImageError
-from ..distributed import WorkerFailedError, get_rank
+from ..distributed import WorkerFailedError, adopt_slurm_env, get_rank
 from ..errors import NonFiniteLossError
 from ..stopping import RunStopped
 
@@ -37,6 +38,14 @@ def message(e: BaseException) -> str:
                 original = original[1:-1]
         return original or text
     return text
+
+
+def job_world_size(args: argparse.Namespace) -> int:
+    """The job's number of processes: the launcher's under ``torchrun`` (and under ``srun``,
+    whose SLURM variables ``adopt_slurm_env`` turns into torchrun's, in this process's
+    environment, before ``launch`` reads them), else ``--num-gpus`` x ``--num-machines``."""
+    adopt_slurm_env()
+    return int(os.environ.get("WORLD_SIZE", args.num_gpus * args.num_machines))
 
 
 def print_error(e: BaseException) -> int:

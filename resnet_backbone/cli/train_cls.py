@@ -36,10 +36,10 @@ from pathlib import Path
 
 from ..checkpoint import write_text_atomic
 from ..classification.config import load_cls_cfg
-from ..distributed import adopt_slurm_env, is_main_process, launch
+from ..distributed import is_main_process, launch
 from ..errors import prepare_output_dir
 from ..run_folder import claim_run
-from .common import run_tool, training_argument_parser, worker
+from .common import job_world_size, run_tool, training_argument_parser, worker
 
 
 #: What a ``--resume`` may not change: the network, the batch (the data order and the schedule
@@ -89,8 +89,7 @@ def train_and_evaluate(args, world_size: int) -> None:
 
 def main(argv=None) -> int:
     args = training_argument_parser(__doc__).parse_args(argv)
-    adopt_slurm_env()  # under srun: RANK / WORLD_SIZE / LOCAL_RANK as torchrun sets them
-    world_size = int(os.environ.get("WORLD_SIZE", args.num_gpus * args.num_machines))
+    world_size = job_world_size(args)  # torchrun's, srun's, or the flags'
 
     def body() -> None:
         cfg = setup(args, world_size)  # config errors before any process starts

@@ -20,6 +20,15 @@ guarantees and what it does not):
 
 (``python tools/train_det.py`` is the same.) ``--num-gpus N`` starts N processes: NCCL on GPUs,
 gloo on a CPU machine. Bad input ends with ``error: ...`` and exit status 2.
+
+Several machines (``--num-machines N --machine-rank R --dist-url tcp://HOST0:PORT`` on each,
+``torchrun --nnodes N ...``, or ``srun`` with one task per GPU) need no shared filesystem, only
+the same config and their own copy of the datasets (and of MODEL.WEIGHTS): machine 0 checks a
+COCO-format dataset once and broadcasts the verdict (every machine's json must be the same
+file); machine 0 writes the checkpoints, metrics, results and evaluation outputs; every machine
+writes its own log (``log.txt.rank<R>``) and, for a training set with bad annotations, its own
+cleaned copy of the json (``OUTPUT_DIR/datasets``); ``--resume`` continues from machine 0's
+newest checkpoint, broadcast to the others, so a machine restarted with an empty folder rejoins.
 """
 import json
 import logging
@@ -27,8 +36,9 @@ import os
 import sys
 import time
 
+from ..checkpoint import write_text_atomic
 from ..distributed import is_main_process, launch
-from .common import run_tool, training_argument_parser, worker
+from .common import job_world_size, run_tool, training_argument_parser, worker
 
 logger = logging.getLogger("detectron2.resnet_backbone")
 
@@ -66,9 +76,8 @@ def report(output_dir, results_by_dataset, seconds):
     """Save the final metrics (``{dataset: {task: {metric: value}}}``) as json and say where
     everything went."""
     out = os.path.abspath(output_dir)
-    path = os.path.join(out, "results.json")
-    with open(path, "w") as f:
-        json.dump({"results": results_by_dataset, "seconds": round(seconds, 1)}, f, indent=1)
+    write_text_atomic(os.path.join(out, "results.json"),
+                      json.dumps({"results": results_by_dataset, "seconds": round(seconds, 1)}, indent=1))
     logger.info(f"Finished in {seconds / 60:.1f} min. Outputs in {out}: checkpoints (*.pth, "
                 f"last_checkpoint), metrics.json and TensorBoard events (tensorboard --logdir "
                 f"{out}), log.txt, config.yaml, inference/, results.json.")
@@ -77,7 +86,7 @@ def report(output_dir, results_by_dataset, seconds):
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     print("Command Line Args:", args)
-    world_size = args.num_gpus * args.num_machines
+    world_size = job_world_size(args)  # torchrun's, srun's, or the flags'
 
     def body() -> None:
         launch(worker, args.num_gpus, num_machines=args.num_machines,

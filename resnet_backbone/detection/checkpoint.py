@@ -89,6 +89,13 @@ class PaperDetectionCheckpointer(SafeCheckpointerMixin, DetectionCheckpointer):
         self._path = path
         return super().load(path, *args, **kwargs)
 
+    def load_read(self, path: str, checkpoint: Dict[str, Any], *args, **kwargs):
+        """A resume's checkpoint, read by process 0 and broadcast (``SafeCheckpointerMixin``):
+        detectron2's ``load``, which the other machines cannot run on a file they do not have,
+        is bypassed; ``last_load`` is set as by ``load``."""
+        self.last_load, self._force_matching, self._path = None, False, path
+        return super().load_read(path, checkpoint, *args, **kwargs)
+
     def _load_file(self, filename: str) -> Dict[str, Any]:
         data = load_checkpoint_file(filename)
         if not isinstance(data, dict):

@@ -16,6 +16,11 @@ checks that their files exist before a long job starts.
   than ``MODEL.ROI_HEADS.NUM_CLASSES`` are an error; missing or unreadable images are an error
   (a training set's are left out with ``DATALOADER.SKIP_CORRUPT True``); bad annotations of a
   training set are skipped (or, ``DATASETS.STRICT``, an error).
+
+Several machines need no shared filesystem: a COCO-format dataset is checked once, by process
+0, and its verdict broadcast (every machine must hold the same json, compared by sha256); each
+machine writes the cleaned copy of a training set's json in its own OUTPUT_DIR/datasets. A VOC
+folder is checked by the first process of each machine (its verdicts cached for the others).
 """
 import logging
 import os
@@ -24,9 +29,11 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
-from ..distributed import first_then_others, is_main_process, synchronize
+from ..distributed import (computed_once, first_then_others, get_local_rank,
+                           machines_that_differ, synchronize)
+from ..weights_registry import file_sha256
 from .compat import numpy_compat  # noqa: F401  (used here; users and tests import it from here)
-from .validation import (DatasetError, Problem, categories_problem, check_coco, check_records,
+from .validation import (DatasetError, Problem, categories_problem, check_coco, check_records, count,
                          image_cache_file, problems_table, write_cleaned_coco)
 from .voc_submission import EVALUATOR_TYPE as VOC_SUBMISSION
 
@@ -145,7 +152,7 @@ def _decide(name: str, problems: Sequence[Problem], *, fatal: List[str], train: 
                        f"training, missing or unreadable (DATALOADER.SKIP_CORRUPT True), with "
                        f"their annotations: {_named(bad_images, reasons)}.")
     if train and annotations:
-        logger.warning(f"Dataset {name!r}: {len(annotations)} bad annotations skipped "
+        logger.warning(f"Dataset {name!r}: {count(len(annotations), 'bad annotation')} skipped "
                        "(DATASETS.STRICT True makes them an error).")
     return train and bool(annotations or bad_images)
 
@@ -173,17 +180,22 @@ def validate_datasets(train_names: Sequence[str], test_names: Sequence[str], *, 
         meta, kind, train = MetadataCatalog.get(name), evaluator_type(name), name in train_names
         if kind == "coco":
             cache = image_cache_file(meta.image_root)
-            found = first_then_others(lambda: check_coco(meta.json_file, meta.image_root,
-                                                   num_classes=num_classes, cache_file=cache,
-                                                   verify_images=verify_images))
+            differ = machines_that_differ(file_sha256(meta.json_file))
+            if differ:
+                raise DatasetError(f"dataset {name!r}: {meta.json_file} on machine "
+                                   f"{', '.join(map(str, differ))} is not the file machine 0 has: "
+                                   "give every machine the same copy of the dataset")
+            found = computed_once(lambda: check_coco(  # process 0 checks; the verdict is broadcast
+                meta.json_file, meta.image_root, num_classes=num_classes, cache_file=cache,
+                verify_images=verify_images))
             reasons = found.image_check.bad if found.image_check else {}
             clean = _decide(name, found.problems, fatal=found.fatal, train=train,
                             bad_images=found.bad_images, reasons=reasons, total=found.images,
                             strict=strict, skip_corrupt=skip_corrupt,
                             unannotated=found.unannotated, source=meta.json_file)
-            if clean:
+            if clean:  # each machine's copy in its own OUTPUT_DIR (no shared folder needed)
                 cleaned = os.path.join(output_dir, "datasets", f"{name}.json")
-                if is_main_process():
+                if get_local_rank() == 0:
                     write_cleaned_coco(meta.json_file, found.bad_annotations, cleaned,
                                        bad_images=found.bad_images)
                 synchronize()

@@ -16,8 +16,9 @@ What it owns, once for both paths:
   EvalHook, PeriodicWriter; the model in DDP through ``resnet_backbone.distributed.wrap_ddp``
   (device ids for a CUDA model only);
 * the resume path (``DetectionEngine.resume_or_load``, ``load_weights``): the package's safe
-  checkpointer, the FrozenBN check, the resumable loader told where to continue, ``metrics.json``
-  cut back to the checkpoint;
+  checkpointer (process 0's newest checkpoint, broadcast: no shared filesystem needed), the
+  FrozenBN check, the resumable loader told where to continue, ``metrics.json`` cut back to the
+  checkpoint;
 * ``JSONLinesWriter``: ``metrics.json`` appended in whole lines (a run killed mid-write leaves no
   partial line to resume on), a public ``EventWriter`` in place of detectron2's ``JSONWriter``;
 * divergence: a NaN/inf loss ends as one ``NonFiniteLossError`` line with the iteration, lr,
@@ -414,7 +415,7 @@ class DetectionEngine:
         starts from, which the resumable loader continues at; ``metrics.json`` cut back to it."""
         load_weights(self.model, self.checkpointer, self.job.weights, resume, self.job.key_names)
         # the checkpoint holds the iteration that had just finished
-        self.start_iter = self.trainer.iter + 1 if resume and self.checkpointer.has_checkpoint() else 0
+        self.start_iter = self.trainer.iter + 1 if self.checkpointer.resumed_from else 0
         if isinstance(self.job.train_loader, ResumableTrainLoader):
             self.job.train_loader.start_iter = self.start_iter
         if is_main_process():  # what the run logged after its checkpoint is logged again

@@ -43,6 +43,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
+from ..checkpoint import write_text_atomic
 from ..data import image_check
 
 logger = logging.getLogger("detectron2.resnet_backbone")
@@ -220,7 +221,8 @@ class CocoCheck:
     image_check: Optional[ImageCheck] = None
 
 
-def _count(n: int, what: str) -> str:
+def count(n: int, what: str) -> str:
+    """'1 image id', '2 image ids'."""
     return f"{n} {what}" + ("" if n == 1 else "s")
 
 
@@ -253,7 +255,7 @@ def check_coco(json_file: str, image_root: str, *, num_classes: Optional[int] = 
                                     f"{len(entries)} 'images' entries ({names})", kind="fatal"))
     if repeated:
         image_id, entries = next(iter(repeated.items()))
-        fatal.append(f"{json_file} has {_count(len(repeated), 'image id')} used by more than one "
+        fatal.append(f"{json_file} has {count(len(repeated), 'image id')} used by more than one "
                      f"'images' entry (id {image_id}: "
                      f"{', '.join(str(e.get('file_name')) for e in entries)}): "
                      "detectron2 would keep one entry per id and give it the boxes of the others; "
@@ -268,7 +270,7 @@ def check_coco(json_file: str, image_root: str, *, num_classes: Optional[int] = 
                                     kind="fatal"))
     if repeated:
         ann_id, entries = next(iter(repeated.items()))
-        fatal.append(f"{json_file} has {_count(len(repeated), 'annotation id')} used more than "
+        fatal.append(f"{json_file} has {count(len(repeated), 'annotation id')} used more than "
                      f"once (id {ann_id}: {len(entries)} times): detectron2 stops on them and COCO "
                      "evaluation would count one box in place of another; give each annotation "
                      "its own id")
@@ -324,11 +326,7 @@ def write_cleaned_coco(json_file: str, bad_annotations: Iterable, out_file: str,
     data["images"] = [i for i in data["images"] if i.get("id") not in gone]
     data["annotations"] = [a for a in data["annotations"]
                            if a.get("id") not in bad and a.get("image_id") not in gone]
-    os.makedirs(os.path.dirname(os.path.abspath(out_file)), exist_ok=True)
-    tmp = out_file + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, out_file)
+    write_text_atomic(out_file, json.dumps(data))  # several machines may share the folder
     return out_file
 
 

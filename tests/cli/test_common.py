@@ -14,7 +14,7 @@ import pickle
 import pytest
 import torch
 
-from helpers import REPO, in_parallel, run_tool
+from helpers import REPO, TOOL_THREADS, in_parallel, run_tool
 
 
 def _cli_args(tool, shapes_coco):
@@ -71,7 +71,7 @@ def refusals(tmp_path_factory, shapes_coco):
                 marker.unlink()
             cases[tool, kind] = (weights, marker, ran, functools.partial(
                 run_tool, tool, *_cli_args(tool, shapes_coco), "MODEL.WEIGHTS", weights,
-                "OUTPUT_DIR", folder / "out", cwd=REPO, timeout=240, threads=2))
+                "OUTPUT_DIR", folder / "out", cwd=REPO, timeout=240, threads=TOOL_THREADS))
     procs = in_parallel(*(case[-1] for case in cases.values()), workers=len(cases))
     return {key: (*case[:-1], proc) for (key, case), proc in zip(cases.items(), procs)}
 

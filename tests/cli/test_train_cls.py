@@ -20,7 +20,7 @@ from resnet_backbone.classification.engine import ClassificationTrainer
 from resnet_backbone.cli import train_cls
 from resnet_backbone.data.synthetic import make_synthetic, write_cifar10_batches
 
-from helpers import (CLS_TINY as TINY, assert_same_state, cls_cfg_with as cfg_with, in_parallel,
+from helpers import (CLS_TINY as TINY, TOOL_THREADS, assert_same_state, cls_cfg_with as cfg_with, in_parallel,
                      run_tool, write_synthetic_imagenet)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +45,7 @@ def test_cifar_recipe_cli(cifar_root, tmp_path):
     run_tool(TOOL, "--config-file", CFG / "cifar10" / "resnet110.yaml", "MODEL.NAME", "cifar_resnet20",
              "DATASETS.ROOT", cifar_root, "SOLVER.IMS_PER_BATCH", 16, "SOLVER.MAX_ITER", 4,
              "SOLVER.STEPS", "(2, 3)", "SOLVER.WARMUP_WINDOW", 2, "SOLVER.CHECKPOINT_PERIOD", 2,
-             "TEST.EVAL_PERIOD", 2, "OUTPUT_DIR", out, *FAST, cwd=REPO, threads=2, check=True)
+             "TEST.EVAL_PERIOD", 2, "OUTPUT_DIR", out, *FAST, cwd=REPO, threads=TOOL_THREADS, check=True)
     rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     train = [r for r in rows if "train_err" in r]
     assert [r["iteration"] for r in train] == [2, 4] and train[0]["lr"] == 0.01  # warm-up lr
@@ -73,11 +73,11 @@ def test_imagenet_recipe_cli_and_eval_only(imagenet_root, tmp_path):
             "SOLVER.IMS_PER_BATCH", 4, "TEST.IMS_PER_BATCH", 3, "OUTPUT_DIR", out, *FAST]
     run_tool(TOOL, "--config-file", CFG / "imagenet" / "resnet18.yaml", "SOLVER.MAX_ITER", 2,
              "TEST.EVAL_PERIOD", 2, "TEST.FINAL_MODES", "['center']", *tiny,
-             cwd=REPO, threads=2, check=True)
+             cwd=REPO, threads=TOOL_THREADS, check=True)
     ckpt = load_checkpoint_file(out / "model_final.pth")
     assert ckpt["pixel_mean"].shape == (3, 32, 32)  # per-pixel mean image at the crop size
     proc = run_tool(TOOL, "--config-file", CFG / "imagenet" / "resnet18.yaml", "--eval-only",
-                    "MODEL.WEIGHTS", out / "model_final.pth", *tiny, cwd=REPO, threads=2, check=True)
+                    "MODEL.WEIGHTS", out / "model_final.pth", *tiny, cwd=REPO, threads=TOOL_THREADS, check=True)
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results) == {"val/center", "val/ten_crop", "val/multi_scale"}
     assert all(r["count"] == 6 for r in results.values())
@@ -97,7 +97,7 @@ EMBEDDED_MAX_ERR = 30.0
 
 def test_embedded_default_learns_the_synthetic_data(tmp_path):
     out = tmp_path / "demo"
-    proc = run_tool(TOOL, *EMBEDDED_SHORT, "OUTPUT_DIR", out, cwd=REPO, threads=2, check=True)
+    proc = run_tool(TOOL, *EMBEDDED_SHORT, "OUTPUT_DIR", out, cwd=REPO, threads=TOOL_THREADS, check=True)
     err = json.loads((out / "final_results.json").read_text())["val/center"]["top1_err"]
     assert err < EMBEDDED_MAX_ERR, f"top-1 error {err}% (measured 0.0 to 4.0 %; chance 90 %)"
     assert f"outputs in {out.resolve()}" in proc.stdout
@@ -172,11 +172,11 @@ def test_sigkill_or_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
                    "TEST.EVAL_PERIOD", 15, "DATALOADER.NUM_WORKERS", 1]
 
     def uninterrupted():
-        run_tool(TOOL, *opts, "OUTPUT_DIR", tmp_path / "full", threads=2, timeout=300, check=True)
+        run_tool(TOOL, *opts, "OUTPUT_DIR", tmp_path / "full", threads=TOOL_THREADS, timeout=300, check=True)
 
     def killed_then_resumed():
         proc = subprocess.Popen([sys.executable, str(TOOL), *map(str, opts), "OUTPUT_DIR", str(tmp_path / "killed")],
-                                env={**os.environ, "OMP_NUM_THREADS": "2"},
+                                env={**os.environ, "OMP_NUM_THREADS": str(TOOL_THREADS)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 240
         while not (tmp_path / "killed" / "model_0000005.pth").exists() and proc.poll() is None:
@@ -189,7 +189,7 @@ def test_sigkill_or_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
         data = newest.read_bytes()
         newest.write_bytes(data[: len(data) // 3])  # as if the disk lost the end of it, after
         (tmp_path / "killed" / "last_checkpoint").write_text(newest.name)  # it was tagged
-        done = run_tool(TOOL, "--resume", *opts, "OUTPUT_DIR", tmp_path / "killed", threads=2,
+        done = run_tool(TOOL, "--resume", *opts, "OUTPUT_DIR", tmp_path / "killed", threads=TOOL_THREADS,
                         timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         assert f"Skipping incomplete checkpoint for resume: {newest}" in done.stderr
@@ -198,7 +198,7 @@ def test_sigkill_or_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
     def stopped_then_resumed():
         # SIGTERM (a scheduler's notice): the step is finished and saved, one line, exit 143
         proc = subprocess.Popen([sys.executable, str(TOOL), *map(str, opts), "OUTPUT_DIR", str(tmp_path / "term")],
-                                env={**os.environ, "OMP_NUM_THREADS": "2"}, stdout=subprocess.DEVNULL,
+                                env={**os.environ, "OMP_NUM_THREADS": str(TOOL_THREADS)}, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 240
         while not (tmp_path / "term" / "model_0000002.pth").exists() and proc.poll() is None:
@@ -213,7 +213,7 @@ def test_sigkill_or_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
         assert 3 <= stopped_at < 15 and match.group(2) == str(tmp_path / "term" / f"model_{stopped_at - 1:07d}.pth")
         assert (tmp_path / "term" / "last_checkpoint").read_text() == f"model_{stopped_at - 1:07d}.pth"
         assert not (tmp_path / "term" / "model_final.pth").exists()
-        done = run_tool(TOOL, "--resume", *opts, "OUTPUT_DIR", tmp_path / "term", threads=2, timeout=300)
+        done = run_tool(TOOL, "--resume", *opts, "OUTPUT_DIR", tmp_path / "term", threads=TOOL_THREADS, timeout=300)
         assert done.returncode == 0 and f"resuming at iteration {stopped_at}" in done.stderr, done.stderr[-3000:]
 
     in_parallel(uninterrupted, killed_then_resumed, stopped_then_resumed)

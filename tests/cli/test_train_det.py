@@ -26,7 +26,7 @@ from resnet_backbone.detection.datasets import (check_datasets, evaluator_type, 
 from resnet_backbone.detection.demo import demo_config_file
 from resnet_backbone.detection.trainer import DetectionTrainer, paper_metrics
 
-from helpers import SHORT_DEMO, SHORT_DEMO_MIN_AP50  # noqa: F401 (scripts/measure_test_margins.py)
+from helpers import SHORT_DEMO, SHORT_DEMO_MIN_AP50, TOOL_THREADS  # noqa: F401 (scripts/measure_test_margins.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = str(ROOT / "tools" / "train_det.py")
@@ -40,7 +40,7 @@ TINY = ["INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160", "INPUT.
 
 def run_tool(*args, check=True, timeout=300):
     proc = subprocess.run([sys.executable, TOOL, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "2"})
+                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": str(TOOL_THREADS)})
     if check and proc.returncode != 0:
         raise AssertionError(f"train_det.py failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc

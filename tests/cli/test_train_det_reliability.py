@@ -18,7 +18,7 @@ import torch
 from resnet_backbone.checkpoint import load_checkpoint_file
 from resnet_backbone.data.synthetic import write_shapes_coco
 
-from helpers import in_parallel, write_synthetic_imagenet
+from helpers import TOOL_THREADS, in_parallel, write_synthetic_imagenet
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_CLS, TRAIN_DET = REPO / "tools" / "train_cls.py", REPO / "tools" / "train_det.py"
@@ -36,7 +36,7 @@ TINY = ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.NUM_CLASSES", "3",
 def run(tool, *args, env=None, timeout=600):
     return subprocess.run([sys.executable, str(tool), *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, cwd=REPO,
-                          env={**os.environ, "OMP_NUM_THREADS": "2", **(env or {})})
+                          env={**os.environ, "OMP_NUM_THREADS": str(TOOL_THREADS), **(env or {})})
 
 
 def last_line(proc) -> str:

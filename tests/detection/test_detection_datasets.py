@@ -21,6 +21,10 @@ def job(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     caplog.set_level(logging.INFO, logger="detectron2.resnet_backbone")
+    # caplog's handler on the logger itself: once a test of this process has run detectron2's
+    # setup_logger, the "detectron2" logger no longer propagates to the root, where caplog listens
+    logger = logging.getLogger("detectron2.resnet_backbone")
+    logger.addHandler(caplog.handler)
     names = []
 
     def register(name, n=4, num_classes=2):
@@ -34,6 +38,7 @@ def job(tmp_path, monkeypatch, caplog):
         return validate_datasets(list(train), list(test), **kw)
 
     yield register, validate, lambda: caplog.text
+    logger.removeHandler(caplog.handler)
     for name in names:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)

@@ -27,6 +27,8 @@ from resnet_backbone.detection.lazy import load_config, loader_datasets
 from resnet_backbone.recipes import get_config_file
 from test_detection_configs import damp_residual_branches_
 
+from helpers import TOOL_THREADS
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "configs" / "detection"
 LAZY = sorted(CONFIG_DIR.glob("*.py"))
@@ -291,7 +293,7 @@ def test_lazyconfig_eval_only_refuses_a_box_predictor_the_weights_do_not_fill(ca
 
 def run_tool(*args):
     proc = subprocess.run([sys.executable, TOOL, *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"})
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": str(TOOL_THREADS)})
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout + proc.stderr
 
