@@ -18,7 +18,8 @@
 #   5  tools/train_det.py s/iter: our R-101-C4 COCO config vs the same config with detectron2's
 #      builtin backbone and Res5ROIHeads, same synthetic COCO data, weights, batch, iterations
 #   6  tools/train_cls.py CIFAR-10 ResNet-20, the paper's full schedule (64k iterations), hard
-#      timeout; ResNet-110 too with CIFAR_R110=1
+#      timeout, the training set held on the device (DATALOADER.ON_DEVICE True); ResNet-110 too
+#      with CIFAR_R110=1
 #   7  the combined report (resnet_backbone.benchmark's save_report schema: `python
 #      tools/benchmark.py --render $OUT/gpu_suite_report.json` prints it)
 #
@@ -318,8 +319,8 @@ print(c.SOLVER.MAX_ITER, c.LOG_PERIOD)" 2>>"$LOG" || echo "64000 100")
     [ -n "$CIFAR_MAX_ITER" ] && extra=(SOLVER.MAX_ITER "$CIFAR_MAX_ITER")
     run_step "6_cifar_$net" "CIFAR-10 $net, full schedule ($target iterations, batch 128)" "$CIFAR_TIMEOUT" \
         "$PY" tools/train_cls.py --config-file "$cfgfile" DATASETS.ROOT "$WORK/cifar" \
-        OUTPUT_DIR "$WORK/cifar_$net" MODEL.DEVICE "$DEVICE" PROGRESS_BAR False "${extra[@]}" \
-        "${CIFAR_SMOKE_OPTS[@]}"
+        OUTPUT_DIR "$WORK/cifar_$net" MODEL.DEVICE "$DEVICE" PROGRESS_BAR False DATALOADER.ON_DEVICE True \
+        "${extra[@]}" "${CIFAR_SMOKE_OPTS[@]}"
     record "6_cifar_$net" "CIFAR-10 $net schedule wall time" cifar metrics="$WORK/cifar_$net/metrics.json" \
         target_iters="$target" timeout="$LIMIT" model="ours CIFAR ResNet-${net#resnet}" \
         batch=128 start_time="$STARTED" log_period="$log_period" setting=fp32

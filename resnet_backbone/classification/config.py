@@ -61,6 +61,10 @@ def get_cls_cfg() -> CN:
     _C.DATALOADER = CN()
     _C.DATALOADER.NUM_WORKERS = 2
     _C.DATALOADER.SKIP_CORRUPT = False  # True: skip (and count) unreadable images; False: stop
+    # True: the CIFAR training set held on the training device as one tensor, the augmentation done
+    # there by tensor ops on each batch, no DataLoader workers (classification.device_data); the
+    # same batches as the DataLoader path. INPUT.RECIPE cifar only.
+    _C.DATALOADER.ON_DEVICE = False
 
     _C.SOLVER = CN()
     _C.SOLVER.IMS_PER_BATCH = 64  # global batch; each of N processes gets IMS_PER_BATCH / N
@@ -137,6 +141,10 @@ def check_cls_cfg(cfg: CN, world_size: int = 1) -> None:
                          f"min >= INPUT.CROP_SIZE ({cfg.INPUT.CROP_SIZE})")
     if cfg.SOLVER.KEEP_LAST < 1:
         raise ValueError("SOLVER.KEEP_LAST must be >= 1")
+    if cfg.DATALOADER.ON_DEVICE and (cfg.INPUT.RECIPE != "cifar" or cfg.DATASETS.NAME == "imagenet"):
+        raise ValueError("DATALOADER.ON_DEVICE True holds a training set in memory on the device: "
+                         "it takes INPUT.RECIPE cifar with DATASETS.NAME cifar10 or synthetic; set "
+                         "DATALOADER.ON_DEVICE False for an image folder")
 
 
 def load_cls_cfg(config_file: str, opts: Sequence[str], world_size: int = 1) -> CN:

@@ -42,6 +42,7 @@ from .data import (build_datasets, build_test_views, build_train_transform, chec
                    compute_mean)
 from .evaluate import evaluate
 from .metrics import MetricsLog
+from .device_data import DeviceCifarBatches
 from .sampler import AugmentedDataset, TrainBatchSampler, collate_skipping
 from .schedule import (WarmUpUntilTrainError, build_lr_scheduler, step_per_evaluation,
                        step_per_iteration)
@@ -227,10 +228,13 @@ class ClassificationTrainer:
         sampler = TrainBatchSampler(len(self.train_set), s.IMS_PER_BATCH, seed=cfg.SEED,
                                     start_iter=self.start_iter, max_iter=s.MAX_ITER,
                                     rank=self.rank, world_size=self.world)
-        loader = DataLoader(AugmentedDataset(self.train_set, build_train_transform(cfg, self.normalizer)),
-                            batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                            collate_fn=collate_skipping, pin_memory=self.device.startswith("cuda"),
-                            persistent_workers=False)
+        transform = build_train_transform(cfg, self.normalizer)
+        if cfg.DATALOADER.ON_DEVICE:  # the training set on the device, augmented there
+            loader = DeviceCifarBatches(self.train_set, transform, sampler, self.device)
+        else:
+            loader = DataLoader(AugmentedDataset(self.train_set, transform), batch_sampler=sampler,
+                                num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=collate_skipping,
+                                pin_memory=self.device.startswith("cuda"), persistent_workers=False)
         periodic = PeriodicCheckpointer(self.checkpointer, s.CHECKPOINT_PERIOD, max_iter=s.MAX_ITER,
                                         max_to_keep=s.KEEP_LAST)
         # the rotation also covers what the run wrote before a resume

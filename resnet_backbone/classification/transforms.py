@@ -181,17 +181,28 @@ class DeviceNormalizer:
 
 
 class CifarTrainTransform:
+    """The paper's CIFAR-10 augmentation (section 4.2): the normalised image padded with
+    ``pad`` zeros on each side, a random crop of its own size, a horizontal flip with
+    probability 0.5. The draws (``draw``) are shared with the device-held path
+    (``device_data.DeviceCifarBatches``), which gives the same batches."""
+
     def __init__(self, normalizer: Normalizer, pad: int = 4, flip: bool = True):
         self.normalizer, self.pad, self.flip = normalizer, pad, flip
+
+    def draw(self, g: torch.Generator) -> Tuple[int, int, bool]:
+        """(top, left, flip) of one sample: the crop's offset in the padded image."""
+        top = left = self.pad
+        if self.pad:
+            top, left = _randint(0, 2 * self.pad, g), _randint(0, 2 * self.pad, g)
+        return top, left, bool(self.flip and torch.rand(1, generator=g).item() < 0.5)
 
     def __call__(self, img, g: torch.Generator) -> torch.Tensor:
         x = self.normalizer(to_uint8_tensor(img))
         h, w = x.shape[-2:]
+        top, left, flip = self.draw(g)
         if self.pad:
-            x = F.pad(x, (self.pad,) * 4)
-            top, left = _randint(0, 2 * self.pad, g), _randint(0, 2 * self.pad, g)
-            x = x[:, top:top + h, left:left + w]
-        if self.flip and torch.rand(1, generator=g).item() < 0.5:
+            x = F.pad(x, (self.pad,) * 4)[:, top:top + h, left:left + w]
+        if flip:
             x = x.flip(-1)
         return x.contiguous()
 
