@@ -14,7 +14,8 @@
 #      600x1000 image, vs detectron2's builtin), fp32 (2a) and bf16 + channels-last (2b)
 #   3  tools/benchmark.py R-50 classifier rows, batch 256, bf16 + channels-last (model only)
 #   4  tools/train_cls.py R-50 ImageNet recipe end to end on a synthetic ImageNet-layout JPEG
-#      folder (written here by a process pool); steady-state images/s vs step 3's model-only
+#      folder (written here by a process pool); steady-state images/s vs step 3's model-only;
+#      4b decodes in the DataLoader workers (PIL), 4c on the GPU (DATALOADER.BACKEND gpu: nvJPEG)
 #   5  tools/train_det.py s/iter: our R-101-C4 COCO config vs the same config with detectron2's
 #      builtin backbone and Res5ROIHeads, same synthetic COCO data, weights, batch, iterations
 #   6  tools/train_cls.py CIFAR-10 ResNet-20, the paper's full schedule (64k iterations), hard
@@ -264,6 +265,17 @@ run_step 4b_cls_train "train_cls R-50 ImageNet recipe, JPEG folder, bf16 + chann
 record 4b_cls_train "train_cls R-50 end to end vs model only" cls metrics="$WORK/cls_r50/metrics.json" \
     batch="$CLS_BATCH" skip="$CLS_SKIP" iters="$CLS_ITERS" workers="$CLS_WORKERS" \
     model_only_step=3_cls_model_only setting=bf16+CL
+run_step 4c_cls_train_gpu_decode "train_cls R-50 as 4b, JPEG decode (nvJPEG) and augmentation on the GPU" 240 \
+    "$PY" tools/train_cls.py --config-file configs/classification/imagenet/resnet50.yaml \
+    DATASETS.ROOT "$WORK/imagenet" OUTPUT_DIR "$WORK/cls_r50_gpu_decode" MODEL.DEVICE "$DEVICE" \
+    MODEL.NUM_CLASSES "$CLS_CLASSES" SOLVER.AMP bf16 SOLVER.CHANNELS_LAST True \
+    SOLVER.IMS_PER_BATCH "$CLS_BATCH" SOLVER.MAX_ITER "$CLS_ITERS" SOLVER.CHECKPOINT_PERIOD "$CLS_ITERS" \
+    TEST.EVAL_PERIOD "$CLS_ITERS" TEST.FINAL_MODES "['center']" TEST.IMS_PER_BATCH 250 \
+    DATALOADER.NUM_WORKERS "$CLS_WORKERS" LOG_PERIOD "$CLS_LOG_PERIOD" PROGRESS_BAR False \
+    INPUT.MEAN_IMAGE_MAX_IMAGES 512 DATALOADER.BACKEND gpu
+record 4c_cls_train_gpu_decode "train_cls R-50 end to end, decode on the GPU, vs model only" cls \
+    metrics="$WORK/cls_r50_gpu_decode/metrics.json" batch="$CLS_BATCH" skip="$CLS_SKIP" \
+    iters="$CLS_ITERS" workers="$CLS_WORKERS" model_only_step=3_cls_model_only setting=bf16+CL
 
 # --------------------------------------------------- 5: train_det, ours vs builtin
 run_step 5a_det_data "synthetic COCO-format set: $DET_IMAGES images ${DET_IMAGE_HW}" 120 \

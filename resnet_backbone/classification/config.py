@@ -15,6 +15,7 @@ from ..fast import DTYPES
 from ..models import list_models
 
 RECIPES = ("cifar", "imagenet")
+BACKENDS = ("cpu", "gpu")
 DATASETS = ("synthetic", "cifar10", "imagenet")
 SCHEDULERS = ("step", "plateau")
 EVAL_MODES = ("center", "ten_crop", "multi_scale")
@@ -65,6 +66,10 @@ def get_cls_cfg() -> CN:
     # there by tensor ops on each batch, no DataLoader workers (classification.device_data); the
     # same batches as the DataLoader path. INPUT.RECIPE cifar only.
     _C.DATALOADER.ON_DEVICE = False
+    # cpu: the workers decode and augment (PIL); gpu: the workers read the files' bytes, the JPEG
+    # decode (nvJPEG on CUDA) and the augmentation run on MODEL.DEVICE (classification.device_decode;
+    # on a CPU device, torchvision's decoder). INPUT.RECIPE imagenet on an image folder only.
+    _C.DATALOADER.BACKEND = "cpu"
 
     _C.SOLVER = CN()
     _C.SOLVER.IMS_PER_BATCH = 64  # global batch; each of N processes gets IMS_PER_BATCH / N
@@ -141,6 +146,11 @@ def check_cls_cfg(cfg: CN, world_size: int = 1) -> None:
                          f"min >= INPUT.CROP_SIZE ({cfg.INPUT.CROP_SIZE})")
     if cfg.SOLVER.KEEP_LAST < 1:
         raise ValueError("SOLVER.KEEP_LAST must be >= 1")
+    _choice("DATALOADER.BACKEND", cfg.DATALOADER.BACKEND, BACKENDS)
+    if cfg.DATALOADER.BACKEND == "gpu" and (cfg.INPUT.RECIPE != "imagenet" or cfg.DATASETS.NAME != "imagenet"):
+        raise ValueError("DATALOADER.BACKEND gpu decodes JPEG files on the device: it takes "
+                         "DATASETS.NAME imagenet (an image folder) with INPUT.RECIPE imagenet; set "
+                         "DATALOADER.BACKEND cpu for images held in memory")
     if cfg.DATALOADER.ON_DEVICE and (cfg.INPUT.RECIPE != "cifar" or cfg.DATASETS.NAME == "imagenet"):
         raise ValueError("DATALOADER.ON_DEVICE True holds a training set in memory on the device: "
                          "it takes INPUT.RECIPE cifar with DATASETS.NAME cifar10 or synthetic; set "

@@ -43,6 +43,7 @@ from .data import (build_datasets, build_test_views, build_train_transform, chec
 from .evaluate import evaluate
 from .metrics import MetricsLog
 from .device_data import DeviceCifarBatches
+from .device_decode import DeviceDecodedBatches, EncodedImages, collate_encoded
 from .sampler import AugmentedDataset, TrainBatchSampler, collate_skipping
 from .schedule import (WarmUpUntilTrainError, build_lr_scheduler, step_per_evaluation,
                        step_per_iteration)
@@ -231,6 +232,11 @@ class ClassificationTrainer:
         transform = build_train_transform(cfg, self.normalizer)
         if cfg.DATALOADER.ON_DEVICE:  # the training set on the device, augmented there
             loader = DeviceCifarBatches(self.train_set, transform, sampler, self.device)
+        elif cfg.DATALOADER.BACKEND == "gpu":  # the workers read bytes; decoded on the device
+            files = DataLoader(EncodedImages(self.train_set), batch_sampler=sampler,
+                               num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=collate_encoded,
+                               persistent_workers=False)
+            loader = DeviceDecodedBatches(files, transform, self.device)
         else:
             loader = DataLoader(AugmentedDataset(self.train_set, transform), batch_sampler=sampler,
                                 num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=collate_skipping,

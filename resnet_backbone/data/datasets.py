@@ -203,6 +203,21 @@ class ImageFolderDataset(Dataset):
             raise CorruptImageError(f"cannot read image {path}: {e}. Remove or replace the file, "
                                     "or set DATALOADER.SKIP_CORRUPT True to skip such files") from e
 
+    def read_bytes(self, index: int) -> Tuple[Optional[bytes], int]:
+        """``(the file's bytes, label)``, not decoded (a decoder on the training device reads
+        them); ``(None, label)`` for a file the check found unreadable (skipped)."""
+        path, label = self.folder.samples[index]
+        if path in self.unreadable:
+            return None, label
+        try:
+            with open(path, "rb") as f:
+                return f.read(), label
+        except OSError as e:
+            if self.skip_corrupt:
+                return None, label
+            raise CorruptImageError(f"cannot read image {path}: {e}. Remove or replace the file, "
+                                    "or set DATALOADER.SKIP_CORRUPT True to skip such files") from e
+
 
 def _check_split_classes(folder: Path, classes: List[str]) -> None:
     """The class folders of a val / test split must be training classes."""
