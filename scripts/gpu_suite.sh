@@ -254,25 +254,21 @@ run_step 4a_cls_data "ImageNet-layout folder: $CLS_IMAGES train JPEGs 500x375, $
     "$PY" scripts/gpu_suite_report.py imagenet-folder --root "$WORK/imagenet" --train "$CLS_IMAGES" \
     --val "$CLS_CLASSES" --classes "$CLS_CLASSES" --size 500x375 --workers "$NCPU"
 record 4a_cls_data "ImageNet-layout JPEG folder" plain
+# the R-50 run of 4b and 4c (OUTPUT_DIR and the loader's backend apart)
+CLS_R50=("$PY" tools/train_cls.py --config-file configs/classification/imagenet/resnet50.yaml
+    DATASETS.ROOT "$WORK/imagenet" MODEL.DEVICE "$DEVICE"
+    MODEL.NUM_CLASSES "$CLS_CLASSES" SOLVER.AMP bf16 SOLVER.CHANNELS_LAST True
+    SOLVER.IMS_PER_BATCH "$CLS_BATCH" SOLVER.MAX_ITER "$CLS_ITERS" SOLVER.CHECKPOINT_PERIOD "$CLS_ITERS"
+    TEST.EVAL_PERIOD "$CLS_ITERS" TEST.FINAL_MODES "['center']" TEST.IMS_PER_BATCH 250
+    DATALOADER.NUM_WORKERS "$CLS_WORKERS" LOG_PERIOD "$CLS_LOG_PERIOD" PROGRESS_BAR False
+    INPUT.MEAN_IMAGE_MAX_IMAGES 512)
 run_step 4b_cls_train "train_cls R-50 ImageNet recipe, JPEG folder, bf16 + channels-last" 240 \
-    "$PY" tools/train_cls.py --config-file configs/classification/imagenet/resnet50.yaml \
-    DATASETS.ROOT "$WORK/imagenet" OUTPUT_DIR "$WORK/cls_r50" MODEL.DEVICE "$DEVICE" \
-    MODEL.NUM_CLASSES "$CLS_CLASSES" SOLVER.AMP bf16 SOLVER.CHANNELS_LAST True \
-    SOLVER.IMS_PER_BATCH "$CLS_BATCH" SOLVER.MAX_ITER "$CLS_ITERS" SOLVER.CHECKPOINT_PERIOD "$CLS_ITERS" \
-    TEST.EVAL_PERIOD "$CLS_ITERS" TEST.FINAL_MODES "['center']" TEST.IMS_PER_BATCH 250 \
-    DATALOADER.NUM_WORKERS "$CLS_WORKERS" LOG_PERIOD "$CLS_LOG_PERIOD" PROGRESS_BAR False \
-    INPUT.MEAN_IMAGE_MAX_IMAGES 512
+    "${CLS_R50[@]}" OUTPUT_DIR "$WORK/cls_r50"
 record 4b_cls_train "train_cls R-50 end to end vs model only" cls metrics="$WORK/cls_r50/metrics.json" \
     batch="$CLS_BATCH" skip="$CLS_SKIP" iters="$CLS_ITERS" workers="$CLS_WORKERS" \
     model_only_step=3_cls_model_only setting=bf16+CL
 run_step 4c_cls_train_gpu_decode "train_cls R-50 as 4b, JPEG decode (nvJPEG) and augmentation on the GPU" 240 \
-    "$PY" tools/train_cls.py --config-file configs/classification/imagenet/resnet50.yaml \
-    DATASETS.ROOT "$WORK/imagenet" OUTPUT_DIR "$WORK/cls_r50_gpu_decode" MODEL.DEVICE "$DEVICE" \
-    MODEL.NUM_CLASSES "$CLS_CLASSES" SOLVER.AMP bf16 SOLVER.CHANNELS_LAST True \
-    SOLVER.IMS_PER_BATCH "$CLS_BATCH" SOLVER.MAX_ITER "$CLS_ITERS" SOLVER.CHECKPOINT_PERIOD "$CLS_ITERS" \
-    TEST.EVAL_PERIOD "$CLS_ITERS" TEST.FINAL_MODES "['center']" TEST.IMS_PER_BATCH 250 \
-    DATALOADER.NUM_WORKERS "$CLS_WORKERS" LOG_PERIOD "$CLS_LOG_PERIOD" PROGRESS_BAR False \
-    INPUT.MEAN_IMAGE_MAX_IMAGES 512 DATALOADER.BACKEND gpu
+    "${CLS_R50[@]}" OUTPUT_DIR "$WORK/cls_r50_gpu_decode" DATALOADER.BACKEND gpu
 record 4c_cls_train_gpu_decode "train_cls R-50 end to end, decode on the GPU, vs model only" cls \
     metrics="$WORK/cls_r50_gpu_decode/metrics.json" batch="$CLS_BATCH" skip="$CLS_SKIP" \
     iters="$CLS_ITERS" workers="$CLS_WORKERS" model_only_step=3_cls_model_only setting=bf16+CL

@@ -284,3 +284,29 @@ def machine_with_outputs(folders, final: str):
     done = [f for f in folders if (f / "out" / final).exists()]
     assert len(done) == 1, "exactly one machine writes the outputs"
     return done[0], next(f for f in folders if f != done[0])
+
+
+def crash_machine_1_and_resume(base: Path, data: Path, command, *, timeout=180):
+    """Two machines (``base/m0``, ``base/m1``, each with its copy of ``data``) start
+    ``command(port, rank)``; once machine 0 has saved its first checkpoint, machine 1 is killed
+    (SIGKILL: a crash). Machine 0 must then stop with an error, before its final model. Machine
+    1 restarts from an empty folder (nothing but its copy of the data) and both run again with
+    ``--resume``. Returns (the folders, the resumed run's output of each)."""
+    import shutil
+    import signal
+    import time
+
+    folders = [machine_folder(base, f"m{r}", data) for r in (0, 1)]
+    port = free_port()
+    procs = [start_machine(command(port, r), f) for r, f in enumerate(folders)]
+    first = folders[0] / "out" / "model_0000000.pth"
+    deadline = time.time() + timeout
+    while not first.exists() and procs[0].poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.killpg(procs[1].pid, signal.SIGKILL)
+    (code0, err0, _), _ = finish_machines(procs, timeout=120)
+    assert code0 != 0 and not (folders[0] / "out" / "model_final.pth").exists(), err0[-2000:]
+    shutil.rmtree(folders[1])
+    folders[1] = machine_folder(base, "m1", data)
+    return folders, run_two_machines(folders, command, "--resume", timeout=timeout)

@@ -5,12 +5,9 @@ $XDG_CACHE_HOME, joined by gloo over 127.0.0.1, started the detectron2 way (``--
 result must equal the one-process run with the same global batch (naiveSyncBN, as in
 test_train_cls.py's two-process test); machine 1 must not need machine 0's files; a job resumes
 after one machine was killed; a machine that never joins is named in one line."""
-import os
 import re
 import shutil
-import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +16,9 @@ import torch
 from resnet_backbone.checkpoint import load_checkpoint_file
 from resnet_backbone.data.synthetic import make_synthetic, write_cifar10_batches
 
-from helpers import (detectron2_style, finish_machines, free_port, machine_folder,
-                     machine_with_outputs, run_two_machines, start_machine, torchrun_style)
+from helpers import (crash_machine_1_and_resume, detectron2_style, finish_machines, free_port,
+                     machine_folder, machine_with_outputs, run_two_machines, start_machine,
+                     torchrun_style)
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "train_cls.py"
@@ -106,20 +104,7 @@ def test_resume_after_one_machine_was_killed(cifar, tmp_path, one_process):
     """Machine 1 is killed (SIGKILL: a crash) after machine 0 saved a checkpoint; machine 0 then
     stops with an error; both start again with --resume, machine 1 from an empty folder, and
     continue from machine 0's checkpoint to the one-process run's weights."""
-    folders = _machines(tmp_path, cifar)
-    port = free_port()
-    procs = [start_machine(_detectron2_style(port, r), f) for r, f in enumerate(folders)]
-    first = folders[0] / "out" / "model_0000000.pth"
-    deadline = time.time() + 120
-    while not first.exists() and procs[0].poll() is None:
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.killpg(procs[1].pid, signal.SIGKILL)
-    (code0, err0, _), _ = finish_machines(procs, timeout=120)
-    assert code0 != 0 and not (folders[0] / "out" / "model_final.pth").exists(), err0[-2000:]
-    shutil.rmtree(folders[1])  # the restarted machine has nothing but the dataset
-    folders[1] = machine_folder(tmp_path, "m1", cifar)
-    errs = run_two_machines(folders, _detectron2_style, "--resume")
+    folders, errs = crash_machine_1_and_resume(tmp_path, cifar, _detectron2_style)
     assert re.search(r"resuming at iteration [1-3]\b", errs[0]), errs[0][-3000:]
     _assert_needs_no_files_of(folders[1])
     resumed = load_checkpoint_file(folders[0] / "out" / "model_final.pth")["model"]

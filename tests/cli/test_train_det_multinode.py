@@ -8,12 +8,8 @@ check runs once (machine 0) and every machine writes its copy in its own OUTPUT_
 and weights must equal the one-process run's with the same global batch; only machine 0 writes
 checkpoints and metrics; a job resumes after one machine was killed and restarted empty."""
 import json
-import os
 import re
-import shutil
-import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,7 @@ import torch
 from resnet_backbone.checkpoint import load_checkpoint_file
 from resnet_backbone.data.synthetic import write_shapes_coco
 
-from helpers import (detectron2_style, finish_machines, free_port, machine_folder,
+from helpers import (crash_machine_1_and_resume, detectron2_style, finish_machines, machine_folder,
                      machine_with_outputs, run_two_machines, start_machine, torchrun_style)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,20 +138,7 @@ def test_resume_after_one_machine_was_killed(shapes, tmp_path, one_process):
     """Machine 1 is killed (SIGKILL: a crash) after machine 0 saved a checkpoint; machine 0 then
     stops with an error; both start again with --resume, machine 1 from an empty folder (no
     checkpoint, no cleaned json), and end with the one-process run's losses and weights."""
-    folders = _machines(tmp_path, shapes)
-    port = free_port()
-    procs = [start_machine(_detectron2_style(port, r), f) for r, f in enumerate(folders)]
-    first = folders[0] / "out" / "model_0000000.pth"
-    deadline = time.time() + 180
-    while not first.exists() and procs[0].poll() is None:
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.killpg(procs[1].pid, signal.SIGKILL)
-    (code0, err0, _), _ = finish_machines(procs, timeout=120)
-    assert code0 != 0 and not (folders[0] / "out" / "model_final.pth").exists(), err0[-2000:]
-    shutil.rmtree(folders[1])  # the restarted machine has nothing but the dataset
-    folders[1] = machine_folder(tmp_path, "m1", shapes)
-    outputs = run_two_machines(folders, _detectron2_style, "--resume")
+    folders, outputs = crash_machine_1_and_resume(tmp_path, shapes, _detectron2_style)
     started = re.search(r"Starting training from iteration (\d+)", outputs[0])
     assert started and 1 <= int(started.group(1)) <= 3, outputs[0][-3000:]
     _assert_equal_to(one_process, folders[0], losses=False)
