@@ -121,14 +121,15 @@ def computed_once(fn: Callable[[], Any]) -> Any:
     return box[0]
 
 
-def machines_that_differ(value: Any) -> List[int]:
-    """The machines whose processes hold another picklable ``value`` than process 0 (the
+def machines_that_differ(value: Callable[[], Any]) -> List[int]:
+    """The machines whose processes compute another picklable ``value()`` than process 0 (the
     digest of a dataset file every machine reads from its own copy), known to every process so
-    that all of them stop together; empty when all agree (or alone)."""
+    that all of them stop together; empty when all agree. Alone, ``value`` is not called (a
+    digest of a large file or folder costs seconds at start-up)."""
     if get_world_size() == 1:
         return []
     values: List[Any] = [None] * get_world_size()
-    dist.all_gather_object(values, (value, get_machine_rank()))
+    dist.all_gather_object(values, (value(), get_machine_rank()))
     return sorted({machine for v, machine in values if v != values[0][0]})
 
 

@@ -228,6 +228,11 @@ def machine_folder(base: Path, name: str, data: Path) -> Path:
     return folder
 
 
+def two_machine_folders(base: Path, data: Path):
+    """``base/m0`` and ``base/m1``, each with its copy of ``data`` (``machine_folder``)."""
+    return [machine_folder(base, f"m{r}", data) for r in (0, 1)]
+
+
 def start_machine(cmd, folder: Path) -> subprocess.Popen:
     """``cmd`` in ``folder``, one thread a process, with the folder's cache and no launcher
     variables of the test's own environment; its own process group (to kill it whole)."""
@@ -296,7 +301,7 @@ def crash_machine_1_and_resume(base: Path, data: Path, command, *, timeout=180):
     import signal
     import time
 
-    folders = [machine_folder(base, f"m{r}", data) for r in (0, 1)]
+    folders = two_machine_folders(base, data)
     port = free_port()
     procs = [start_machine(command(port, r), f) for r, f in enumerate(folders)]
     first = folders[0] / "out" / "model_0000000.pth"

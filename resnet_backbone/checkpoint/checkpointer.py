@@ -49,10 +49,8 @@ class SafeCheckpointerMixin:
         """Process 0's newest complete checkpoint (``get_checkpoint_file``) as (its path, its
         content), read there and broadcast to every process; None when it has none."""
         def read() -> Optional[Tuple[str, Dict[str, Any]]]:
-            if not self.has_checkpoint():
-                return None
-            path = self.get_checkpoint_file()
-            return path, self._load_file(path)
+            path = self.get_checkpoint_file() if self.save_dir else ""  # has_checkpoint's test
+            return (path, self._load_file(path)) if path else None
         return computed_once(read)
 
     def load_read(self, path: str, checkpoint: Dict[str, Any],

@@ -67,7 +67,7 @@ def _image_folders(cfg):
         return verdicts
 
     for dataset in (train, val):  # first: every machine stops together on another copy
-        differ = machines_that_differ(_file_list_digest(dataset))
+        differ = machines_that_differ(lambda: _file_list_digest(dataset))
         if differ:
             raise ValueError(f"DATASETS.ROOT {root} on machine {', '.join(map(str, differ))} does "
                              f"not hold the same {dataset.split}/ files as on machine 0: give every "

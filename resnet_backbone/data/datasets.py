@@ -191,28 +191,26 @@ class ImageFolderDataset(Dataset):
     def read(self, index: int, decode: Callable[[Image.Image], Any]) -> Tuple[Any, int]:
         """``(decode(opened image), label)``: ``decode`` gets the file opened but not yet
         decoded, so it can ask the JPEG decoder for a reduced size (``Image.draft``)."""
-        path, label = self.folder.samples[index]
-        if path in self.unreadable:
-            return None, label
-        try:
+        def opened(path: str) -> Any:
             with Image.open(path) as im:
-                return decode(im), label
-        except (OSError, ValueError, SyntaxError) as e:
-            if self.skip_corrupt:
-                return None, label
-            raise CorruptImageError(f"cannot read image {path}: {e}. Remove or replace the file, "
-                                    "or set DATALOADER.SKIP_CORRUPT True to skip such files") from e
+                return decode(im)
+        return self._read(index, opened)
 
     def read_bytes(self, index: int) -> Tuple[Optional[bytes], int]:
         """``(the file's bytes, label)``, not decoded (a decoder on the training device reads
-        them); ``(None, label)`` for a file the check found unreadable (skipped)."""
+        them)."""
+        return self._read(index, lambda path: Path(path).read_bytes())
+
+    def _read(self, index: int, load: Callable[[str], Any]) -> Tuple[Any, int]:
+        """``(load(path), label)`` of a sample; ``(None, label)`` for a file the check found
+        unreadable, or that cannot be read with DATALOADER.SKIP_CORRUPT (skipped); else a
+        ``CorruptImageError`` naming it."""
         path, label = self.folder.samples[index]
         if path in self.unreadable:
             return None, label
         try:
-            with open(path, "rb") as f:
-                return f.read(), label
-        except OSError as e:
+            return load(path), label
+        except (OSError, ValueError, SyntaxError) as e:
             if self.skip_corrupt:
                 return None, label
             raise CorruptImageError(f"cannot read image {path}: {e}. Remove or replace the file, "

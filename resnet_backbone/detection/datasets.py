@@ -180,7 +180,7 @@ def validate_datasets(train_names: Sequence[str], test_names: Sequence[str], *, 
         meta, kind, train = MetadataCatalog.get(name), evaluator_type(name), name in train_names
         if kind == "coco":
             cache = image_cache_file(meta.image_root)
-            differ = machines_that_differ(file_sha256(meta.json_file))
+            differ = machines_that_differ(lambda: file_sha256(meta.json_file))
             if differ:
                 raise DatasetError(f"dataset {name!r}: {meta.json_file} on machine "
                                    f"{', '.join(map(str, differ))} is not the file machine 0 has: "

@@ -18,7 +18,7 @@ from resnet_backbone.data.synthetic import make_synthetic, write_cifar10_batches
 
 from helpers import (crash_machine_1_and_resume, detectron2_style, finish_machines, free_port,
                      machine_folder, machine_with_outputs, run_two_machines, start_machine,
-                     torchrun_style)
+                     torchrun_style, two_machine_folders)
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "train_cls.py"
@@ -41,11 +41,6 @@ def _detectron2_style(port, rank, *extra):
 
 def _torchrun(port, rank, *extra):
     return torchrun_style(TOOL, port, rank, *extra, *OPTS)
-
-
-def _machines(base: Path, data: Path):
-    """Two machines' folders, each with its copy of ``data``."""
-    return [machine_folder(base, f"m{r}", data) for r in (0, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +75,7 @@ def _assert_needs_no_files_of(other: Path) -> None:
 
 
 def test_two_machines_detectron2_flags_match_one_process(cifar, tmp_path, one_process):
-    folders = _machines(tmp_path, cifar)
+    folders = two_machine_folders(tmp_path, cifar)
     run_two_machines(folders, _detectron2_style)
     main, other = machine_with_outputs(folders, "model_final.pth")
     assert main == folders[0]  # --machine-rank 0
@@ -91,7 +86,7 @@ def test_two_machines_detectron2_flags_match_one_process(cifar, tmp_path, one_pr
 
 
 def test_two_machines_torchrun_c10d_match_one_process(cifar, tmp_path, one_process):
-    folders = _machines(tmp_path, cifar)
+    folders = two_machine_folders(tmp_path, cifar)
     run_two_machines(folders, _torchrun)
     main, other = machine_with_outputs(folders, "model_final.pth")
     _assert_needs_no_files_of(other)
@@ -137,7 +132,7 @@ def test_two_machines_check_the_dataset_once(tmp_path):
 
     source = small_imagenet(tmp_path / "imagenet")
     sorted((source / "train").rglob("*.JPEG"))[0].write_bytes(b"")
-    folders = _machines(tmp_path, source)  # data/imagenet in each
+    folders = two_machine_folders(tmp_path, source)  # data/imagenet in each
     opts = ["--config-file", REPO / "configs" / "classification" / "imagenet" / "resnet18.yaml",
             "DATASETS.ROOT", "data/imagenet", "DATALOADER.SKIP_CORRUPT", True, "MODEL.NUM_CLASSES", 3,
             "INPUT.TRAIN_SCALE", "[32, 36]", "INPUT.CROP_SIZE", 32, "TEST.RESIZE", 32,

@@ -19,7 +19,8 @@ from resnet_backbone.checkpoint import load_checkpoint_file
 from resnet_backbone.data.synthetic import write_shapes_coco
 
 from helpers import (crash_machine_1_and_resume, detectron2_style, finish_machines, machine_folder,
-                     machine_with_outputs, run_two_machines, start_machine, torchrun_style)
+                     machine_with_outputs, run_two_machines, start_machine, torchrun_style,
+                     two_machine_folders)
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "train_det.py"
@@ -63,10 +64,6 @@ def shapes(tmp_path_factory):
     data["annotations"].append({**data["annotations"][0], "id": 1000, "bbox": [10, 10, 0, 0]})
     Path(json_file).write_text(json.dumps(data))
     return folder
-
-
-def _machines(base: Path, shapes: Path):
-    return [machine_folder(base, f"m{r}", shapes) for r in (0, 1)]
 
 
 def _losses(out: Path):
@@ -113,7 +110,7 @@ def _assert_wrote_only_its_own(other: Path) -> None:
 
 
 def test_two_machines_detectron2_flags_match_one_process(shapes, tmp_path, one_process):
-    folders = _machines(tmp_path, shapes)
+    folders = two_machine_folders(tmp_path, shapes)
     outputs = run_two_machines(folders, _detectron2_style)
     main, other = machine_with_outputs(folders, "model_final.pth")
     assert main == folders[0]  # --machine-rank 0
@@ -126,7 +123,7 @@ def test_two_machines_detectron2_flags_match_one_process(shapes, tmp_path, one_p
 
 
 def test_two_machines_torchrun_c10d_match_one_process(shapes, tmp_path, one_process):
-    folders = _machines(tmp_path, shapes)
+    folders = two_machine_folders(tmp_path, shapes)
     run_two_machines(folders, _torchrun)
     main, other = machine_with_outputs(folders, "model_final.pth")
     _assert_equal_to(one_process, main)
