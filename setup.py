@@ -15,7 +15,7 @@ HERE = Path(__file__).parent
 
 TOOLS = ["train_cls", "train_det", "benchmark", "analyze_model", "convert_weights",
          "export_backbone", "export_model", "plot_curves", "plot_responses", "visualize_det",
-         "run_seeds", "aggregate_runs", "predict_det", "predict_cls"]
+         "run_seeds", "aggregate_runs", "predict_det", "predict_cls", "make_shards"]
 
 
 def read_version() -> str:
@@ -53,12 +53,12 @@ setup(
     install_requires=["torch>=2.1", "torchvision>=0.16", "fvcore", "numpy", "pillow", "pyyaml",
                       "tabulate"],
     extras_require={
-        "classification": ["tensorboard", "tqdm", "matplotlib"],
+        "classification": ["tensorboard", "tqdm", "matplotlib", "webdataset"],
         # + detectron2 v0.6 or main (not on PyPI; README "Installation and environment")
         "detection": ["pycocotools", "matplotlib"],
         # export to ONNX and serve with ONNX Runtime (tools/export_model.py, benchmark rows)
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
-        "test": ["pytest", "tensorboard", "tqdm", "matplotlib", "pycocotools"],
+        "test": ["pytest", "tensorboard", "tqdm", "matplotlib", "pycocotools", "webdataset"],
     },
     entry_points={"console_scripts": [
         f"resnet-{tool.replace('_', '-')}=resnet_backbone.cli.{tool}:main" for tool in TOOLS]},

@@ -11,7 +11,7 @@ backbones and heads.
 >>> resnet_backbone.list_models()[:3]
 ['resnet18', 'resnet34', 'resnet50']
 """
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 # Importing the package changes no process-wide state: third-party import-time warnings are
 # silenced where this package imports those modules (``third_party.quiet_third_party_imports``).

@@ -28,7 +28,7 @@ import threading
 import time
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -128,9 +128,19 @@ def machines_that_differ(value: Callable[[], Any]) -> List[int]:
     digest of a large file or folder costs seconds at start-up)."""
     if get_world_size() == 1:
         return []
+    values = on_every_process(value)
+    return sorted({machine for machine, v in values if v != values[0][1]})
+
+
+def on_every_process(value: Callable[[], Any]) -> List[Tuple[int, Any]]:
+    """``(machine rank, value())`` of every process, in rank order, known to every process (what
+    each machine finds in its own copy of a dataset, so that all stop together on a problem of
+    one)."""
+    if get_world_size() == 1:
+        return [(get_machine_rank(), value())]
     values: List[Any] = [None] * get_world_size()
-    dist.all_gather_object(values, (value(), get_machine_rank()))
-    return sorted({machine for v, machine in values if v != values[0][0]})
+    dist.all_gather_object(values, (get_machine_rank(), value()))
+    return values
 
 
 def _picklable(e: Exception) -> Exception:

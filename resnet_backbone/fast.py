@@ -95,10 +95,15 @@ def subsample_strided_1x1(model: nn.Module) -> nn.Module:
     return model
 
 
-def subsampling_pays_off(device: str) -> bool:
-    """Measured (BENCHMARKS.md): 1.3-3x faster forward+backward on CPU (oneDNN); slower with
-    cuDNN (an extra strided copy)."""
-    return torch.device(device).type == "cpu"
+def subsampling_pays_off(device: str, channels_last: bool = False) -> bool:
+    """Whether ``subsample_strided_1x1`` speeds a model up where it runs. Measured
+    (BENCHMARKS.md, "The strided-1x1 fast path per layout and dtype";
+    ``tools/benchmark.py --rows strided_1x1`` checks it on any machine): on CPU in the default
+    (NCHW) layout, yes (R-50 training step 1.04x in fp32, 1.08x in bf16, AMD EPYC, torch 2.15;
+    2.9x for a 56x56 layer's forward+backward when it was introduced); channels-last, no
+    (0.98-0.99x there, and 0.93-0.95x reported for bf16 training on an Intel AMX CPU): oneDNN's
+    NHWC kernels stride well themselves. With cuDNN, no (an extra strided copy)."""
+    return torch.device(device).type == "cpu" and not channels_last
 
 
 # ------------------------------------------------------------------ layout, dtype, compile
@@ -194,10 +199,12 @@ def _device_of(model: nn.Module) -> str:
     return str(param.device) if param is not None else "cpu"
 
 
-def speed_up_strided_1x1(model: nn.Module, device: Optional[str] = None) -> nn.Module:
+def speed_up_strided_1x1(model: nn.Module, device: Optional[str] = None,
+                         channels_last: bool = False) -> nn.Module:
     """``subsample_strided_1x1`` (in place; the model stays trainable) where it pays off on
-    ``device`` (default: the model's). The trainers apply it; so does ``optimize_for_inference``."""
-    if subsampling_pays_off(device or _device_of(model)):
+    ``device`` (default: the model's) in the layout the model will run in
+    (``subsampling_pays_off``). The trainers apply it; so does ``optimize_for_inference``."""
+    if subsampling_pays_off(device or _device_of(model), channels_last):
         subsample_strided_1x1(model)
     return model
 
@@ -209,7 +216,7 @@ def optimize_for_inference(model: nn.Module, *, fold_bn: Optional[bool] = None,
 
     Defaults (measured, BENCHMARKS.md): fold BN (fewer ops, same result) except on CUDA with
     bf16/fp16, where PyTorch adds the folded bias with a slower kernel than cuDNN's channels-last
-    BN (``None`` = that choice); strided-1x1 subsampling where it pays off (CPU); channels-last
+    BN (``None`` = that choice); strided-1x1 subsampling where it pays off (CPU, NCHW); channels-last
     on (``None`` = on); fp32 (bf16 autocast is optional: faster on AVX512-BF16 CPUs and on GPUs
     but only agrees with fp32 to ~1e-2); no ``torch.compile`` (about a minute of compilation on
     2 CPU cores; its speed-up was not measured). ``device`` defaults to the model's.
@@ -221,8 +228,9 @@ def optimize_for_inference(model: nn.Module, *, fold_bn: Optional[bool] = None,
         fold_bn = folding_pays_off(device, dtype)
     if fold_bn:
         optimized = fold_frozen_bn(optimized, inplace=True)
-    speed_up_strided_1x1(optimized, device)
-    if channels_last is None or channels_last:
+    channels_last = channels_last is None or channels_last
+    speed_up_strided_1x1(optimized, device, channels_last)
+    if channels_last:
         optimized = to_channels_last(optimized)
     for p in optimized.parameters():
         p.requires_grad_(False)

@@ -15,7 +15,9 @@
 #   3  tools/benchmark.py R-50 classifier rows, batch 256, bf16 + channels-last (model only)
 #   4  tools/train_cls.py R-50 ImageNet recipe end to end on a synthetic ImageNet-layout JPEG
 #      folder (written here by a process pool); steady-state images/s vs step 3's model-only;
-#      4b decodes in the DataLoader workers (PIL), 4c on the GPU (DATALOADER.BACKEND gpu: nvJPEG)
+#      4b decodes in the DataLoader workers (PIL), 4c on the GPU (DATALOADER.BACKEND gpu: nvJPEG),
+#      4d writes the folder into tar shards (resnet-make-shards), 4e reads them (DATASETS.FORMAT
+#      shards, webdataset) with 4b's PIL decode
 #   5  tools/train_det.py s/iter: our R-101-C4 COCO config vs the same config with detectron2's
 #      builtin backbone and Res5ROIHeads, same synthetic COCO data, weights, batch, iterations
 #   6  tools/train_cls.py CIFAR-10 ResNet-20, the paper's full schedule (64k iterations), hard
@@ -271,7 +273,21 @@ run_step 4c_cls_train_gpu_decode "train_cls R-50 as 4b, JPEG decode (nvJPEG) and
     "${CLS_R50[@]}" OUTPUT_DIR "$WORK/cls_r50_gpu_decode" DATALOADER.BACKEND gpu
 record 4c_cls_train_gpu_decode "train_cls R-50 end to end, decode on the GPU, vs model only" cls \
     metrics="$WORK/cls_r50_gpu_decode/metrics.json" batch="$CLS_BATCH" skip="$CLS_SKIP" \
-    iters="$CLS_ITERS" workers="$CLS_WORKERS" model_only_step=3_cls_model_only setting=bf16+CL
+    iters="$CLS_ITERS" workers="$CLS_WORKERS" model_only_step=3_cls_model_only setting=bf16+CL \
+    source="ImageNet-layout JPEG folder, decoded on the GPU"
+# shards of about CLS_IMAGES / (4 x workers) images: every reader (worker) gets 4 of them
+SHARD_SIZE=$(( CLS_IMAGES / (4 * CLS_WORKERS) > 0 ? CLS_IMAGES / (4 * CLS_WORKERS) : 1 ))
+run_step 4d_cls_shards "tar shards of the 4a folder, $SHARD_SIZE images each (resnet-make-shards)" 180 \
+    "$PY" tools/make_shards.py imagenet "$WORK/imagenet" "$WORK/imagenet_shards" \
+    --shard-size "$SHARD_SIZE" --no-progress
+record 4d_cls_shards "tar shards of the JPEG folder" plain
+run_step 4e_cls_train_shards "train_cls R-50 as 4b, from the tar shards (DATASETS.FORMAT shards)" 240 \
+    "${CLS_R50[@]}" OUTPUT_DIR "$WORK/cls_r50_shards" DATASETS.FORMAT shards \
+    DATASETS.ROOT "$WORK/imagenet_shards"
+record 4e_cls_train_shards "train_cls R-50 end to end from tar shards vs model only" cls \
+    metrics="$WORK/cls_r50_shards/metrics.json" batch="$CLS_BATCH" skip="$CLS_SKIP" \
+    iters="$CLS_ITERS" workers="$CLS_WORKERS" model_only_step=3_cls_model_only setting=bf16+CL \
+    source="tar shards of the JPEG folder (webdataset)"
 
 # --------------------------------------------------- 5: train_det, ours vs builtin
 run_step 5a_det_data "synthetic COCO-format set: $DET_IMAGES images ${DET_IMAGE_HW}" 120 \

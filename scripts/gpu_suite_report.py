@@ -268,7 +268,7 @@ def cmd_det_weights(args) -> int:
     from detectron2.modeling import build_model
     from PIL import Image
     from resnet_backbone.detection import get_detection_cfg
-    from resnet_backbone.models.layers import calibrate_bn_statistics
+    from resnet_backbone.models.layers import init_bn_statistics_from_data
     start = time.perf_counter()
     cfg = get_detection_cfg(args.config, ["MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device, *args.opts])
     torch.manual_seed(0)
@@ -286,7 +286,7 @@ def cmd_det_weights(args) -> int:
         bgr = torch.nn.functional.interpolate(bgr[None], size=(nh, nw), mode="bilinear",
                                               align_corners=False)[0]
         inputs.append({"image": bgr.to(args.device), "height": h, "width": w})
-    calibrate_bn_statistics(model, lambda: model(inputs))
+    init_bn_statistics_from_data(model, lambda: model(inputs))
     regions = []
     handle = model.roi_heads.register_forward_pre_hook(
         lambda module, a: regions.append([len(p) for p in a[2]]))
@@ -406,7 +406,7 @@ def cmd_step(args) -> int:
                 status = "failed (no JSON written)"
         elif args.kind == "cls":
             extra = cls_rate(p["metrics"], int(p["batch"]), int(p["skip"]))
-            extra.update({k: v for k, v in p.items() if k not in ("metrics",)})
+            extra.update({k: v for k, v in p.items() if k not in ("metrics", "source")})
             model_only = None
             model_step = load_step(args.steps_dir, p["model_only_step"])
             if model_step:
@@ -414,7 +414,8 @@ def cmd_step(args) -> int:
                 model_only = ref["images_per_s"] if ref else None
             rate = extra.get("steady_images_per_s")
             ratio = rate / model_only if rate and model_only else None
-            rows = [dict(row="train_cls end to end", model="ours (paper) R-50, train_cls, ImageNet-layout JPEG folder",
+            source = p.get("source", "ImageNet-layout JPEG folder")
+            rows = [dict(row="train_cls end to end", model=f"ours (paper) R-50, train_cls, {source}",
                          setting=p.get("setting", ""), batch=int(p["batch"]), workers=int(p["workers"]),
                          iterations=int(p["iters"]), measured_iterations=extra.get("measured_iterations"),
                          images_per_s=rate, model_only_images_per_s=model_only,

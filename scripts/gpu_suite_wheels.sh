@@ -8,7 +8,7 @@
 #
 # Carried (pinned; the versions of this project's tested environment):
 #   binary / pure-Python wheels from PyPI: pycocotools (cp312 manylinux x86-64), iopath, yacs,
-#     omegaconf, hydra-core, termcolor;
+#     omegaconf, hydra-core, termcolor, webdataset and braceexpand (DATASETS.FORMAT shards);
 #   built here into py3-none-any wheels (PyPI has only sdists): fvcore, antlr4-python3-runtime,
 #     and detectron2 v0.6 pure-Python (the sdist pb1-detectron2==0.6 patched exactly as
 #     scripts/install_detectron2.py does: no extensions, distribution name "detectron2", the
@@ -25,7 +25,8 @@ PYTHON=${PYTHON:-.venv/bin/python}   # needs pip, torch and setuptools (detectro
 DEST=.whl
 PY_VERSION=3.12
 
-BINARY=(pycocotools==2.0.11 iopath==0.1.9 yacs==0.1.8 omegaconf==2.3.1 hydra-core==1.3.8 termcolor==3.3.0)
+BINARY=(pycocotools==2.0.11 iopath==0.1.9 yacs==0.1.8 omegaconf==2.3.1 hydra-core==1.3.8 termcolor==3.3.0
+        webdataset==1.0.2 braceexpand==0.1.7)
 SDIST=(fvcore==0.1.5.post20221221 antlr4-python3-runtime==4.9.3)
 D2_SDIST=pb1-detectron2==0.6
 

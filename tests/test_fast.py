@@ -9,7 +9,8 @@ from torch import nn
 from resnet_backbone import build_resnet
 from resnet_backbone.fast import (SubsampledConvNorm, autocast_context, compile_available,
                                   fold_frozen_bn, maybe_compile, optimize_for_inference,
-                                  subsample_strided_1x1, supports_dtype, to_channels_last)
+                                  speed_up_strided_1x1, subsample_strided_1x1, subsampling_pays_off,
+                                  supports_dtype, to_channels_last)
 from resnet_backbone.models.layers import FrozenBatchNorm2d
 
 from helpers import randomize_norms_, rel_err
@@ -128,3 +129,25 @@ def test_bn_folding_default_follows_the_measurements():
     assert folding_pays_off("cpu", "fp32") and folding_pays_off("cpu", "bf16")
     assert folding_pays_off("cuda", "fp32") and folding_pays_off("cuda:1", "fp32")
     assert not folding_pays_off("cuda", "bf16") and not folding_pays_off("cuda", "fp16")
+
+
+def test_strided_1x1_subsampling_follows_the_measurements(classifier, tmp_path):
+    """Only on CPU in NCHW (BENCHMARKS.md: 1.04-1.08x R-50 training there; 0.98-0.99x
+    channels-last); the trainer and the inference fast path pass their layout."""
+    from resnet_backbone.classification.engine import ClassificationTrainer
+    from helpers import cls_cfg_with
+
+    assert subsampling_pays_off("cpu") and not subsampling_pays_off("cpu", channels_last=True)
+    assert not subsampling_pays_off("cuda") and not subsampling_pays_off("cuda:1", False)
+
+    def swapped(model):
+        return sum(isinstance(m, SubsampledConvNorm) for m in model.modules())
+    assert swapped(speed_up_strided_1x1(copy.deepcopy(classifier), "cpu")) == 6
+    assert swapped(speed_up_strided_1x1(copy.deepcopy(classifier), "cpu", channels_last=True)) == 0
+    assert swapped(optimize_for_inference(classifier)) == 0  # channels-last by default
+    assert swapped(optimize_for_inference(classifier, channels_last=False)) == 6
+    for channels_last, expected in ((False, 6), (True, 0)):
+        trainer = ClassificationTrainer(cls_cfg_with(
+            tmp_path / str(channels_last), "MODEL.NAME", "resnet50", "MODEL.NUM_CLASSES", 10,
+            "SOLVER.CHANNELS_LAST", channels_last))
+        assert swapped(trainer.model) == expected

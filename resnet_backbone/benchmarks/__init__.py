@@ -8,5 +8,6 @@
 * ``serving``: the classifier part of the serve row (eager, fast, ONNX Runtime fp32 and INT8);
 * ``detection``: the backbone, detector and C4 memory rows and the detector part of the serve
   row (ours vs detectron2's builtin models; needs detectron2);
-* ``augmentation``: the ImageNet training augmentation on one CPU core.
+* ``augmentation``: the ImageNet training augmentation on one CPU core;
+* ``loader``: the classification trainer's image-folder and tar-shard readers on one CPU core.
 """

@@ -7,7 +7,8 @@ from typing import Dict, List
 import torch
 import torchvision
 
-from ..fast import optimize_for_inference
+from ..fast import (maybe_compile, optimize_for_inference, subsample_strided_1x1,
+                    subsampling_pays_off)
 from ..models import build_resnet
 from .harness import Bench, fast_model, infer_fn, timing_rows
 
@@ -153,4 +154,37 @@ def scaling_row(bench: Bench, grid) -> List[dict]:
         results.append(dict(row="scaling", axis=axis, value=value, model=name, batch=batch,
                             image_size=size, train_step_s=t_train, inference_s=t_inf,
                             train_peak_mib=peak / 2 ** 20))
+    return results
+
+
+# -------------------------------------------------------------------- strided 1x1 row
+
+def strided_1x1_row(bench: Bench, grid) -> List[dict]:
+    """What the strided-1x1 fast path (``fast.subsample_strided_1x1``: subsample, then the 1x1
+    convolution; the paper's bottleneck stride) does on this device and dtype: our paper ResNet
+    with and without it, training step and inference, the run's dtype and layout; ratio = the
+    plain model's time / this one's. ``auto_choice`` is what ``fast.subsampling_pays_off`` picks
+    for this device and layout (the trainers apply that choice): compare it with the measured
+    ratio."""
+    results = []
+    b, s = grid["batch"], grid["image_size"]
+    for depth in grid["depths"]:
+        torch.manual_seed(0)
+        plain = build_resnet(depth, num_classes=1000).to(bench.device)
+        variants = {"ours (paper), strided 1x1": plain,
+                    "ours (paper), subsampled 1x1": subsample_strided_1x1(copy.deepcopy(plain))}
+        models = {k: maybe_compile(m.to(memory_format=torch.channels_last) if bench.channels_last
+                                   else m, bench.compile) for k, m in variants.items()}
+        x = bench.input(b, 3, s, s)
+        target = torch.randint(0, 1000, (b,), generator=torch.Generator().manual_seed(0)).to(bench.device)
+        for m in models.values():
+            m.eval()
+        inference = bench.time({k: infer_fn(bench, m, x) for k, m in models.items()})
+        train = bench.time({k: train_step_fn(bench, m, x, target) for k, m in models.items()})
+        auto = subsampling_pays_off(str(bench.device), bench.channels_last)
+        for mode, times in (("train step", train), ("inference", inference)):
+            for row in timing_rows(times, "ours (paper), strided 1x1", f" R-{depth}", b,
+                                   row="strided_1x1", mode=mode, image_size=s):
+                row["auto_choice"] = "subsampled" if auto else "strided"
+                results.append(row)
     return results

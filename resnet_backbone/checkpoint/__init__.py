@@ -11,7 +11,7 @@ re-exported):
   fails cheaply) and ``latest_complete_checkpoint`` (what ``--resume`` continues from).
 * ``atomic``: ``save_checkpoint_atomic``, ``save_pickle_atomic`` (temporary file, fsync, load
   back, rename, fsync the folder) and the small text files beside checkpoints:
-  ``write_text_atomic``, ``append_text``, ``keep_json_lines``.
+  ``write_text_atomic``, ``append_text``, ``keep_json_lines``, ``write_file_atomic``.
 * ``state_dict``: ``state_dict_from_checkpoint``, ``CONTAINER_KEYS``, ``incompatible_keys_table``,
   ``describe_shape_mismatches``, ``group_keys``, ``load_state_dict_checked`` (``LoadResult``).
 * ``checkpointer``: fvcore checkpointers built on all of the above (``SafeCheckpointerMixin``,
@@ -23,7 +23,8 @@ Imports run one way: ``safe_load`` <- ``completeness`` <- ``atomic`` <- ``checkp
 ``safe_load`` <- ``state_dict`` <- ``checkpointer``; no module imports this package's
 ``__init__``.
 """
-from .atomic import append_text, keep_json_lines, save_checkpoint_atomic, write_text_atomic
+from .atomic import (append_text, keep_json_lines, save_checkpoint_atomic, write_file_atomic,
+                     write_text_atomic)
 from .checkpointer import SafeCheckpointer, SafeCheckpointerMixin
 from .completeness import checkpoint_is_complete, latest_complete_checkpoint, verify_checkpoint
 from .safe_load import (CheckpointError, UnsafeCheckpointError, load_checkpoint_file,
@@ -43,5 +44,6 @@ __all__ = [
     "save_checkpoint_atomic", "verify_checkpoint", "checkpoint_is_complete",
     "latest_complete_checkpoint", "state_dict_from_checkpoint", "describe_shape_mismatches",
     "load_state_dict_checked", "incompatible_keys_table", "group_keys", "CONTAINER_KEYS",
-    "write_text_atomic", "append_text", "keep_json_lines", "SafeCheckpointerMixin", "SafeCheckpointer",
+    "write_text_atomic", "write_file_atomic", "append_text", "keep_json_lines",
+    "SafeCheckpointerMixin", "SafeCheckpointer",
 ]

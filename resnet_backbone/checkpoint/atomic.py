@@ -5,7 +5,8 @@
   any point leaves either the old file or the new one under the final name, never a torn one.
 * ``save_pickle_atomic``: the same for a plain pickle (protocol 2, what detectron2 reads).
 * ``write_text_atomic``, ``keep_json_lines``, ``append_text``: the small text files next to the
-  checkpoints (``last_checkpoint``, metrics files), never found half-written.
+  checkpoints (``last_checkpoint``, metrics files), never found half-written;
+  ``write_file_atomic``: any other file (the tar shards of ``resnet-make-shards``).
 
 The text helpers live here, not in a core I/O module of their own: they share the one
 temporary-file-fsync-rename writer (``_write_atomic``) and its ``CheckpointError`` with the
@@ -164,6 +165,12 @@ def _verify_saved(tmp: Path, final: Path) -> None:
             f"Not saving {final}: it would not load back safely, because it holds "
             f"{_offending_global(tmp, str(e.__cause__))}. Save only tensors, numbers, strings, "
             "containers and numpy arrays (e.g. vars(args) instead of an argparse.Namespace).") from e
+
+
+def write_file_atomic(path: os.PathLike, write: Callable[[Any], None]) -> str:
+    """Write a file of any kind (a tar shard) through ``write(binary file object)`` so that it
+    is never found half-written: the same temporary-file-fsync-rename as the checkpoints."""
+    return _write_atomic(path, write, None)
 
 
 def write_text_atomic(path: os.PathLike, text: str) -> str:

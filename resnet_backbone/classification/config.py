@@ -17,6 +17,7 @@ from ..models import list_models
 RECIPES = ("cifar", "imagenet")
 BACKENDS = ("cpu", "gpu")
 DATASETS = ("synthetic", "cifar10", "imagenet")
+FORMATS = ("folder", "shards")
 SCHEDULERS = ("step", "plateau")
 EVAL_MODES = ("center", "ten_crop", "multi_scale")
 AMP_MODES = ("", *DTYPES)  # "" and "fp32": no autocast
@@ -51,6 +52,9 @@ def get_cls_cfg() -> CN:
     _C.DATASETS = CN()
     _C.DATASETS.NAME = "synthetic"  # synthetic | cifar10 (python batches) | imagenet (folders)
     _C.DATASETS.ROOT = ""  # cifar10: folder of data_batch_1..5/test_batch; imagenet: train/ val/
+    # imagenet: folder (train/ val/ class folders) | shards (DATASETS.ROOT: a folder or URL prefix
+    # holding the tar shards and train.json / val.json that resnet-make-shards writes)
+    _C.DATASETS.FORMAT = "folder"
     _C.DATASETS.VAL_HOLDOUT = 0  # CIFAR: hold out this many training images as val (5000: 45k/5k)
     _C.DATASETS.SYNTHETIC = CN()
     _C.DATASETS.SYNTHETIC.NUM_TRAIN = 5000
@@ -70,6 +74,9 @@ def get_cls_cfg() -> CN:
     # decode (nvJPEG on CUDA) and the augmentation run on MODEL.DEVICE (classification.device_decode;
     # on a CPU device, torchvision's decoder). INPUT.RECIPE imagenet on an image folder only.
     _C.DATALOADER.BACKEND = "cpu"
+    # DATASETS.FORMAT shards: records in each reader's shuffle buffer (webdataset's); each holds
+    # one encoded image (ImageNet: ~110 kB), in each DataLoader worker
+    _C.DATALOADER.SHUFFLE_BUFFER = 1000
 
     _C.SOLVER = CN()
     _C.SOLVER.IMS_PER_BATCH = 64  # global batch; each of N processes gets IMS_PER_BATCH / N
@@ -147,10 +154,17 @@ def check_cls_cfg(cfg: CN, world_size: int = 1) -> None:
     if cfg.SOLVER.KEEP_LAST < 1:
         raise ValueError("SOLVER.KEEP_LAST must be >= 1")
     _choice("DATALOADER.BACKEND", cfg.DATALOADER.BACKEND, BACKENDS)
+    _choice("DATASETS.FORMAT", cfg.DATASETS.FORMAT, FORMATS)
+    if cfg.DATASETS.FORMAT == "shards" and cfg.DATASETS.NAME != "imagenet":
+        raise ValueError("DATASETS.FORMAT shards reads ImageNet-style tar shards (resnet-make-shards): "
+                         "it takes DATASETS.NAME imagenet; set DATASETS.FORMAT folder")
+    if cfg.DATALOADER.SHUFFLE_BUFFER < 1:
+        raise ValueError(f"DATALOADER.SHUFFLE_BUFFER must be >= 1 (1: no shuffling); got "
+                         f"{cfg.DATALOADER.SHUFFLE_BUFFER}")
     if cfg.DATALOADER.BACKEND == "gpu" and (cfg.INPUT.RECIPE != "imagenet" or cfg.DATASETS.NAME != "imagenet"):
         raise ValueError("DATALOADER.BACKEND gpu decodes JPEG files on the device: it takes "
-                         "DATASETS.NAME imagenet (an image folder) with INPUT.RECIPE imagenet; set "
-                         "DATALOADER.BACKEND cpu for images held in memory")
+                         "DATASETS.NAME imagenet (an image folder or its shards) with INPUT.RECIPE "
+                         "imagenet; set DATALOADER.BACKEND cpu for images held in memory")
     if cfg.DATALOADER.ON_DEVICE and (cfg.INPUT.RECIPE != "cifar" or cfg.DATASETS.NAME == "imagenet"):
         raise ValueError("DATALOADER.ON_DEVICE True holds a training set in memory on the device: "
                          "it takes INPUT.RECIPE cifar with DATASETS.NAME cifar10 or synthetic; set "

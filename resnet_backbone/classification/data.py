@@ -1,7 +1,8 @@
 """The datasets of a classification config (``DATASETS.*``): the built-in synthetic images, the
-CIFAR-10 python batches or an ImageNet folder (readers in ``resnet_backbone.data``), with the
-paper's held-out validation split of CIFAR-10; the mean the inputs are centred with, and the
-training augmentation and test views the config asks for."""
+CIFAR-10 python batches, an ImageNet folder (readers in ``resnet_backbone.data``) or its tar
+shards (``DATASETS.FORMAT shards``: ``shard_data``), with the paper's held-out validation split
+of CIFAR-10; the mean the inputs are centred with, and the training augmentation and test views
+the config asks for."""
 import hashlib
 import logging
 import os
@@ -10,9 +11,12 @@ from typing import Dict
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..distributed import computed_once, get_rank, machines_that_differ
+from ..distributed import (computed_once, get_rank, get_world_size, machines_that_differ,
+                           on_every_process)
 from ..data.datasets import ArrayDataset, ImageFolderDataset, load_cifar10
+from ..data.shards import ShardError, missing_local_shards
 from ..data.synthetic import make_synthetic
+from .shard_data import ShardedImages, ShardMeanItems
 from .transforms import CifarTrainTransform, FastImageNetTrainTransform, Normalizer, TestViews
 
 logger = logging.getLogger("resnet_backbone.cls")
@@ -27,6 +31,8 @@ def build_datasets(cfg):
         test = make_synthetic(s.NUM_TEST, num_classes=s.NUM_CLASSES, image_size=s.IMAGE_SIZE, seed=s.SEED + 1)
     elif name == "cifar10":
         train, test = load_cifar10(d.ROOT, train=True), load_cifar10(d.ROOT, train=False)
+    elif d.FORMAT == "shards":
+        return _image_shards(cfg)
     else:
         return _image_folders(cfg)
     if d.VAL_HOLDOUT:
@@ -80,6 +86,34 @@ def _image_folders(cfg):
     return train, val, None
 
 
+def _image_shards(cfg):
+    """ImageNet's train and val shards (``resnet-make-shards``): their indexes, and every
+    machine's copy checked before the first step: the shards its index lists exist (local ones;
+    a remote shard that cannot be read stops the run when it is read, naming it), and its index
+    is machine 0's. The images were checked when the shards were written; one that cannot be
+    decoded stops the run naming its record and shard, or, with DATALOADER.SKIP_CORRUPT, is
+    skipped and counted."""
+    root, skip = cfg.DATASETS.ROOT, cfg.DATALOADER.SKIP_CORRUPT
+    train = ShardedImages(root, "train", skip)
+    val = ShardedImages(root, "val", skip, classes=train.classes)
+    for images in (train, val):
+        found = on_every_process(lambda: (images.index.digest(), missing_local_shards(images.index)))
+        for machine, (_, missing) in found:
+            if missing:
+                where = f" on machine {machine}" if get_world_size() > 1 else ""
+                more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+                raise ShardError(f"{len(missing)} of the {len(images.index.shards)} shards that "
+                                 f"{images.split}.json lists are missing{where}: "
+                                 f"{', '.join(missing[:3])}{more}; copy them there, or write the "
+                                 "shards again with resnet-make-shards")
+        differ = sorted({machine for machine, (digest, _) in found if digest != found[0][1][0]})
+        if differ:
+            raise ShardError(f"the {images.split} shard index in DATASETS.ROOT {root} on machine "
+                             f"{', '.join(map(str, differ))} is not machine 0's: give every "
+                             "machine the same copy of the shards")
+    return train, val, None
+
+
 def _file_list_digest(dataset) -> str:
     """A digest of a split's files (paths relative to its folder, labels): equal on machines
     whose copies of the dataset hold the same files."""
@@ -110,12 +144,16 @@ def compute_mean(cfg, dataset) -> torch.Tensor:
             total += chunk.double().sum(0)
         return (total / len(dataset)).float()
     # ImageNet: mean of center crops (shorter side TEST.RESIZE or 256, crop INPUT.CROP_SIZE) of
-    # up to INPUT.MEAN_IMAGE_MAX_IMAGES training images spread over the set.
+    # up to INPUT.MEAN_IMAGE_MAX_IMAGES training images spread over the set (of shards: the first
+    # ones of the index, whose order is random already).
     n = min(len(dataset), cfg.INPUT.MEAN_IMAGE_MAX_IMAGES)
-    idx = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
     views = TestViews(Normalizer(torch.zeros(3, 1, 1), [1.0] * 3), resize=cfg.TEST.RESIZE or 256,
                       crop=cfg.INPUT.CROP_SIZE)
-    subset = torch.utils.data.Subset(_CenterViews(dataset, views), idx)
+    if isinstance(dataset, ShardedImages):
+        subset = ShardMeanItems(dataset, views, n)
+    else:
+        idx = torch.linspace(0, len(dataset) - 1, n).round().long().tolist()
+        subset = torch.utils.data.Subset(_CenterViews(dataset, views), idx)
     total, count = torch.zeros(3, cfg.INPUT.CROP_SIZE, cfg.INPUT.CROP_SIZE, dtype=torch.float64), 0
     for x in DataLoader(subset, batch_size=64, num_workers=cfg.DATALOADER.NUM_WORKERS,
                         collate_fn=_readable):

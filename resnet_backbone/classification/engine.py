@@ -22,7 +22,7 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,7 @@ from .metrics import MetricsLog
 from .device_data import DeviceCifarBatches
 from .device_decode import DeviceDecodedBatches, EncodedImages, collate_encoded
 from .sampler import AugmentedDataset, TrainBatchSampler, collate_skipping
+from .shard_data import ShardedImages, ShardTrainBatches, StreamPlan
 from .schedule import (WarmUpUntilTrainError, build_lr_scheduler, step_per_evaluation,
                        step_per_iteration)
 from .transforms import DeviceNormalizer, Normalizer
@@ -94,7 +95,8 @@ class ClassificationTrainer:
         # a test set apart means the val set came out of the training data: it may pick weights
         self.selects_on_held_out_data = self.test_set is not None
         check_num_classes(cfg, self.train_set)
-        self.model = speed_up_strided_1x1(build_model(cfg).to(self.device))
+        self.model = speed_up_strided_1x1(build_model(cfg).to(self.device),
+                                          channels_last=cfg.SOLVER.CHANNELS_LAST)
         if cfg.SOLVER.CHANNELS_LAST:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.SOLVER.BASE_LR,
@@ -148,6 +150,14 @@ class ClassificationTrainer:
                     "cannot continue; its weights load with MODEL.WEIGHTS (without --resume).")
             self.start_iter, self.best_val = extra["iteration"] + 1, extra["best_val"]
             self.meter, self.pixel_mean, self._rng = list(extra["meter"]), extra["pixel_mean"], extra["rng"]
+            readers = extra.get("shard_readers")
+            if (isinstance(self.train_set, ShardedImages) and readers is not None
+                    and list(readers) != self._shard_readers()):
+                logger.warning(
+                    "--resume: the shards were read by %d processes x %d DataLoader workers, now "
+                    "by %d x %d: the run goes on with another order of the training images than "
+                    "the interrupted run's (exact only with the same numbers)",
+                    *readers, *self._shard_readers())
             return f"{path} (resuming at iteration {self.start_iter})"
         if resume:
             logger.info("--resume: no complete checkpoint in %s, starting from scratch",
@@ -188,7 +198,13 @@ class ClassificationTrainer:
         """What a checkpoint holds besides the weights and the checkpointables."""
         return {"best_val": self.best_val, "meter": list(self.meter),
                 "pixel_mean": self.pixel_mean, "rng": rng_state(), "cfg": self.cfg.dump(),
-                "model_name": self.cfg.MODEL.NAME, "classes": self._class_names()}
+                "model_name": self.cfg.MODEL.NAME, "classes": self._class_names(),
+                "shard_readers": self._shard_readers()}
+
+    def _shard_readers(self) -> List[int]:
+        """What the order of a sharded training set depends on beside the seed (``shard_data``):
+        [processes, streams per process]."""
+        return [self.world, max(1, self.cfg.DATALOADER.NUM_WORKERS)]
 
     def _class_names(self) -> List[str]:
         """The training set's class names, label order (ImageFolder folders, CIFAR names)."""
@@ -226,21 +242,7 @@ class ClassificationTrainer:
             set_rng_state(self._rng)
         model = self._train_model()
         model.train()
-        sampler = TrainBatchSampler(len(self.train_set), s.IMS_PER_BATCH, seed=cfg.SEED,
-                                    start_iter=self.start_iter, max_iter=s.MAX_ITER,
-                                    rank=self.rank, world_size=self.world)
-        transform = build_train_transform(cfg, self.normalizer)
-        if cfg.DATALOADER.ON_DEVICE:  # the training set on the device, augmented there
-            loader = DeviceCifarBatches(self.train_set, transform, sampler, self.device)
-        elif cfg.DATALOADER.BACKEND == "gpu":  # the workers read bytes; decoded on the device
-            files = DataLoader(EncodedImages(self.train_set), batch_sampler=sampler,
-                               num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=collate_encoded,
-                               persistent_workers=False)
-            loader = DeviceDecodedBatches(files, transform, self.device)
-        else:
-            loader = DataLoader(AugmentedDataset(self.train_set, transform), batch_sampler=sampler,
-                                num_workers=cfg.DATALOADER.NUM_WORKERS, collate_fn=collate_skipping,
-                                pin_memory=self.device.startswith("cuda"), persistent_workers=False)
+        loader, batches_per_epoch = self._train_batches()
         periodic = PeriodicCheckpointer(self.checkpointer, s.CHECKPOINT_PERIOD, max_iter=s.MAX_ITER,
                                         max_to_keep=s.KEEP_LAST)
         # the rotation also covers what the run wrote before a resume
@@ -252,15 +254,50 @@ class ClassificationTrainer:
         memory_format = torch.channels_last if s.CHANNELS_LAST else torch.contiguous_format
         try:
             with stop_requests():
-                skipped_total = self._train_loop(model, loader, sampler, periodic, log, bar,
-                                                 memory_format)
+                skipped_total = self._train_loop(model, loader, batches_per_epoch, periodic, log,
+                                                 bar, memory_format)
         finally:
             bar.close()
             if log is not None:
                 log.close()
         return {"skipped_train_images": skipped_total}
 
-    def _train_loop(self, model, loader, sampler, periodic, log, bar, memory_format) -> int:
+    def _train_batches(self) -> Tuple[Iterable, int]:
+        """The training batches of iterations start_iter .. MAX_ITER - 1, as the config reads
+        and augments them, and how many make an epoch."""
+        cfg, s = self.cfg, self.cfg.SOLVER
+        transform = build_train_transform(cfg, self.normalizer)
+        gpu, workers = cfg.DATALOADER.BACKEND == "gpu", cfg.DATALOADER.NUM_WORKERS
+        pin = self.device.startswith("cuda") and not gpu
+        if isinstance(self.train_set, ShardedImages):  # a stream per process and worker
+            plan = StreamPlan(self.train_set, seed=cfg.SEED, global_batch=s.IMS_PER_BATCH,
+                              rank=self.rank, world_size=self.world, num_workers=workers,
+                              shuffle_buffer=cfg.DATALOADER.SHUFFLE_BUFFER)
+            loader = ShardTrainBatches(plan, transform, start_iter=self.start_iter,
+                                       max_iter=s.MAX_ITER, encoded=gpu, pin_memory=pin)
+            per_epoch = plan.batches_per_epoch
+        else:
+            sampler = TrainBatchSampler(len(self.train_set), s.IMS_PER_BATCH, seed=cfg.SEED,
+                                        start_iter=self.start_iter, max_iter=s.MAX_ITER,
+                                        rank=self.rank, world_size=self.world)
+            per_epoch = sampler.batches_per_epoch
+            if cfg.DATALOADER.ON_DEVICE:  # the training set on the device, augmented there
+                return DeviceCifarBatches(self.train_set, transform, sampler, self.device), per_epoch
+            if gpu:
+                loader = DataLoader(EncodedImages(self.train_set), batch_sampler=sampler,
+                                    num_workers=workers, collate_fn=collate_encoded,
+                                    persistent_workers=False)
+            else:
+                loader = DataLoader(AugmentedDataset(self.train_set, transform),
+                                    batch_sampler=sampler, num_workers=workers,
+                                    collate_fn=collate_skipping, pin_memory=pin,
+                                    persistent_workers=False)
+        if gpu:  # the workers read bytes; decoded and augmented on the device
+            loader = DeviceDecodedBatches(loader, transform, self.device)
+        return loader, per_epoch
+
+    def _train_loop(self, model, loader, batches_per_epoch: int, periodic, log, bar,
+                    memory_format) -> int:
         """The iterations; the number of training images skipped as unreadable. A SIGTERM or
         Ctrl-C (``stop_requests``) seen by any process ends the loop after that step, with a
         checkpoint of it (``_stop``)."""
@@ -306,7 +343,7 @@ class ClassificationTrainer:
             if done % cfg.LOG_PERIOD == 0 or done == s.MAX_ITER:
                 now = time.perf_counter()
                 n = max(self.meter[2], 1)
-                row = {"iteration": done, "epoch": done / sampler.batches_per_epoch, "lr": lr,
+                row = {"iteration": done, "epoch": done / batches_per_epoch, "lr": lr,
                        "train_loss": self.meter[0] / n, "train_err": 100 * self.meter[1] / n,
                        "images_per_s": self.meter[2] / max(now - t_log, 1e-9), "time": time.time()}
                 self.meter, t_log = [0.0, 0.0, 0.0], now

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..distributed import all_reduce_sum, get_rank, get_world_size
 from ..data.datasets import ArrayDataset
+from .shard_data import ShardEvalItems, ShardedImages
 from .transforms import TestViews
 
 
@@ -79,8 +80,9 @@ def evaluate(model: nn.Module, dataset, views: TestViews, mode: str = "center", 
     """
     fixed_size = isinstance(dataset, ArrayDataset) or (views.crop and mode != "multi_scale")
     per_batch = batch_size if fixed_size and mode != "multi_scale" else 1
-    loader = DataLoader(_EvalDataset(dataset, views, mode, get_rank(), get_world_size()),
-                        batch_size=per_batch, num_workers=num_workers, collate_fn=_collate)
+    share = (ShardEvalItems if isinstance(dataset, ShardedImages) else _EvalDataset)(
+        dataset, views, mode, get_rank(), get_world_size())
+    loader = DataLoader(share, batch_size=per_batch, num_workers=num_workers, collate_fn=_collate)
     was_training = model.training
     model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

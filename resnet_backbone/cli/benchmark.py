@@ -1,6 +1,6 @@
 """Speed and memory of this package's networks next to their peers, in one process.
 
-Rows (``--rows``, comma-separated; default all but serve and augmentation):
+Rows (``--rows``, comma-separated; default all but serve, augmentation and loader):
   classifier  training step and inference images/s: our ResNet-D vs torchvision's resnetD.
               "ours (3x3 stride)" has torchvision's exact architecture (stride_in_1x1=False);
               "ours (paper)" is Table 1 with the stride in the 1x1 conv (fewer FLOPs);
@@ -28,6 +28,13 @@ Rows (``--rows``, comma-separated; default all but serve and augmentation):
               500x375: the paper's augmentation as defined (resize, crop, float), ours (crop
               first, reduced JPEG decoding, uint8 out) and torchvision's RandomResizedCrop,
               with decoding alone beside them (not in the default --rows).
+  loader      images/s one CPU core turns into training batches (read, decode, our
+              augmentation) from an ImageNet folder and from the same files in tar shards
+              (DATASETS.FORMAT shards); not in the default --rows.
+  strided_1x1 our paper ResNet with and without the strided-1x1 fast path (subsample, then
+              the 1x1 conv), training step and inference, in the run's --dtype and
+              --channels-last, beside the choice the trainers make here
+              (fast.subsampling_pays_off); not in the default --rows.
 
 Every comparison times the models on the same input, interleaved (the order alternates each
 repeat), and reports the median of ``--repeats`` runs after ``--warmup`` runs; ratio =
@@ -41,6 +48,7 @@ during the step; on CPU the peak of live tensor bytes allocated by the step, rep
     resnet-benchmark --device cuda --dtype bf16 --channels-last on --compile
     resnet-benchmark --rows serve --json output/benchmark_serve.json
     resnet-benchmark --rows augmentation --json output/benchmark_augmentation.json
+    resnet-benchmark --rows loader --json output/benchmark_loader.json
 
 (``python tools/benchmark.py`` is the same.) The backbone and detector rows, and the C4 part of
 the memory row, compare with detectron2's builtin models and need detectron2.
@@ -56,9 +64,10 @@ from ..benchmarks import classifier, harness, serving
 from ..fast import DTYPES, supports_dtype
 from .common import run_tool
 
-#: Every row, in the order they run; ``--rows`` defaults to ``harness.ROWS`` (not ``serve`` nor
-#: ``augmentation``: the ImageNet training augmentation on one core, classification layer).
-ROWS = harness.ROWS + (serving.ROW, "augmentation")
+#: Every row, in the order they run; ``--rows`` defaults to ``harness.ROWS`` (not ``serve``, nor
+#: ``augmentation`` and ``loader``: the ImageNet training augmentation and the trainer's readers
+#: on one core, classification layer; nor ``strided_1x1``, the fast path's check on this device).
+ROWS = harness.ROWS + (serving.ROW, "augmentation", "loader", "strided_1x1")
 DETECTRON2_ROWS = ("backbone", "detector")
 
 #: The serve row's grid (both grids): classifier depth, sizes and image sets, the default
@@ -88,7 +97,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="run every model (ours and peers) channels-last")
     p.add_argument("--compile", action="store_true", help="torch.compile every model")
     p.add_argument("--rows", default=",".join(harness.ROWS),
-                   help=f"comma-separated subset of {ROWS} (default: all but serve and augmentation)")
+                   help=f"comma-separated subset of {ROWS} (default: all but serve, augmentation, "
+                        "loader and strided_1x1)")
     p.add_argument("--full", action="store_true", help="the whole grid (long); default: quick")
     p.add_argument("--depths", type=int, nargs="+",
                    help="classifier and serve row depths (18..152)")
@@ -179,10 +189,15 @@ def run_row(row: str, bench: harness.Bench, grid, weights=None) -> list:
     if row == "augmentation":
         from ..benchmarks.augmentation import augmentation_rows  # imports classification
         return augmentation_rows(repeats=max(grid["repeats"], 3))
+    if row == "loader":
+        from ..benchmarks.loader import loader_rows  # imports classification
+        return loader_rows(repeats=max(grid["repeats"], 3))
     if row == "classifier":
         return classifier.classifier_row(bench, grid)
     if row == "scaling":
         return classifier.scaling_row(bench, grid)
+    if row == "strided_1x1":
+        return classifier.strided_1x1_row(bench, grid)
     if row == "memory":
         results = classifier.classifier_memory_rows(bench, grid)
         try:

@@ -44,7 +44,7 @@ from .common import job_world_size, run_tool, training_argument_parser, worker
 
 #: What a ``--resume`` may not change: the network, the batch (the data order and the schedule
 #: the checkpoint continues), the dataset.
-RESUME_FIXED = ("MODEL", "SOLVER.IMS_PER_BATCH", "DATASETS.NAME")
+RESUME_FIXED = ("MODEL", "SOLVER.IMS_PER_BATCH", "DATASETS.NAME", "DATASETS.FORMAT")
 
 
 def setup(args, world_size: int):

@@ -35,12 +35,15 @@ import logging
 import os
 import sys
 import time
+from datetime import timedelta
 
 from ..checkpoint import write_text_atomic
-from ..distributed import is_main_process, launch
+from ..distributed import is_main_process, launch, launched_by_torchrun
 from .common import job_world_size, run_tool, training_argument_parser, worker
 
 logger = logging.getLogger("detectron2.resnet_backbone")
+#: DIST_TIMEOUT_S's default (torch.distributed's own for gloo and NCCL).
+DEFAULT_DIST_TIMEOUT_S = 1800
 
 
 def build_parser():
@@ -83,6 +86,31 @@ def report(output_dir, results_by_dataset, seconds):
                 f"{out}), log.txt, config.yaml, inference/, results.json.")
 
 
+def dist_timeout(args) -> timedelta:
+    """How long a collective waits (a machine that does not join, a dead worker): the YAML
+    config's DIST_TIMEOUT_S, a LazyConfig's ``train.dist_timeout_s``, else 30 minutes. Read
+    before any process starts; a config that cannot be read here keeps the default and its
+    error is the job's to report (as it is without several machines)."""
+    seconds = DEFAULT_DIST_TIMEOUT_S
+    if args.num_machines * args.num_gpus <= 1 and not launched_by_torchrun():
+        return timedelta(seconds=seconds)  # one process: no collective to wait for
+    try:
+        from ..detection.lazy import is_lazy_config
+
+        if is_lazy_config(args.config_file):
+            from detectron2.config import LazyConfig
+
+            cfg = LazyConfig.apply_overrides(LazyConfig.load(args.config_file), args.opts)
+            seconds = cfg.train.get("dist_timeout_s", seconds)
+        else:
+            from ..detection.config import get_detection_cfg
+
+            seconds = get_detection_cfg(args.config_file, args.opts).DIST_TIMEOUT_S
+    except Exception:  # noqa: BLE001 - reported by the job itself, with its own message
+        pass
+    return timedelta(seconds=float(seconds))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     print("Command Line Args:", args)
@@ -91,7 +119,7 @@ def main(argv=None) -> int:
     def body() -> None:
         launch(worker, args.num_gpus, num_machines=args.num_machines,
                machine_rank=args.machine_rank, dist_url=args.dist_url,
-               args=(train_and_evaluate, world_size, args))
+               args=(train_and_evaluate, world_size, args), timeout=dist_timeout(args))
     return run_tool(body)
 
 

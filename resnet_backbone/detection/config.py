@@ -114,6 +114,11 @@ def add_paper_resnet_config(cfg: CN) -> CN:
     # training (and named); as classification's DATALOADER.SKIP_CORRUPT. A test set's: always
     # an error (test sets are never changed).
     _add_defaults(cfg.DATALOADER, dict(SKIP_CORRUPT=False))
+    if "DIST_TIMEOUT_S" not in cfg:
+        # Seconds a collective waits (a machine that does not join, a dead worker) before the
+        # job stops with an error naming it; as classification's DIST_TIMEOUT_S. A LazyConfig
+        # sets train.dist_timeout_s.
+        cfg.DIST_TIMEOUT_S = 1800
     if "LOG_PERIOD" not in cfg:
         # Iterations between two writes of the console line, metrics.json and TensorBoard
         # (detectron2's DefaultTrainer: 20); each write gives the median of the iterations

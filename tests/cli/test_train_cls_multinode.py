@@ -149,9 +149,43 @@ def test_two_machines_check_the_dataset_once(tmp_path):
     _assert_needs_no_files_of(folders[1])
     extra = folders[1] / "data" / "imagenet" / "train" / "class0" / "extra.JPEG"
     shutil.copy(next((source / "val" / "class0").glob("*.JPEG")), extra)
+    _both_stop_with(folders, command, "error: DATASETS.ROOT data/imagenet on machine 1 does not "
+                    "hold the same train/ files as on machine 0")
+
+
+def _both_stop_with(folders, command, line: str) -> None:
+    """``command(port, rank, "--overwrite")`` on both machines: each stops with ``line``."""
     port = free_port()
     results = finish_machines([start_machine(command(port, r, "--overwrite"), f)
                                for r, f in enumerate(folders)], timeout=120)
-    for code, err, _ in results:  # both machines stop, with the same line
-        assert code != 0 and ("error: DATASETS.ROOT data/imagenet on machine 1 does not hold the "
-                              "same train/ files as on machine 0") in err, err[-3000:]
+    for code, err, _ in results:
+        assert code != 0 and line in err, err[-3000:]
+
+
+@pytest.mark.slow
+def test_two_machines_read_their_own_shards(tmp_path):
+    """Tar shards (DATASETS.FORMAT shards), a copy on each machine: the two machines train from
+    their copies (4 shards, 2 readers); a copy that lacks a shard stops both machines with one
+    line naming the machine and the shard, before training."""
+    from helpers import small_imagenet
+    from resnet_backbone.cli import make_shards
+
+    assert make_shards.main(["imagenet", str(small_imagenet(tmp_path / "imagenet")),
+                             str(tmp_path / "shards"), "--shard-size", "3", "--no-progress"]) == 0
+    folders = two_machine_folders(tmp_path, tmp_path / "shards")  # data/shards in each
+    opts = ["--config-file", REPO / "configs" / "classification" / "imagenet" / "resnet18.yaml",
+            "DATASETS.FORMAT", "shards", "DATASETS.ROOT", "data/shards", "MODEL.NAME", "cifar_resnet20",
+            "MODEL.NUM_CLASSES", 3, "INPUT.TRAIN_SCALE", "[32, 36]", "INPUT.CROP_SIZE", 32,
+            "TEST.RESIZE", 32, "TEST.CROP_SIZE", 32, "SOLVER.IMS_PER_BATCH", 4, "SOLVER.MAX_ITER", 4,
+            "TEST.FINAL_MODES", "['center']", "TEST.EVAL_PERIOD", 4, "DATALOADER.NUM_WORKERS", 0,
+            "PROGRESS_BAR", False, "DIST_TIMEOUT_S", 60, "OUTPUT_DIR", "out"]
+
+    def command(port, rank, *extra):
+        return detectron2_style(TOOL, port, rank, *extra, *opts)
+
+    out, _ = run_two_machines(folders, command)
+    assert "val/center: top-1 error" in out and "(6 images)" in out
+    _assert_needs_no_files_of(folders[1])
+    (folders[1] / "data" / "shards" / "train-000002.tar").unlink()
+    _both_stop_with(folders, command, "error: 1 of the 4 shards that train.json lists are missing "
+                    "on machine 1: data/shards/train-000002.tar; copy them there")

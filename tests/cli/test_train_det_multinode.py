@@ -10,6 +10,7 @@ checkpoints and metrics; a job resumes after one machine was killed and restarte
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,9 @@ import torch
 from resnet_backbone.checkpoint import load_checkpoint_file
 from resnet_backbone.data.synthetic import write_shapes_coco
 
-from helpers import (crash_machine_1_and_resume, detectron2_style, finish_machines, machine_folder,
-                     machine_with_outputs, run_two_machines, start_machine, torchrun_style,
-                     two_machine_folders)
+from helpers import (crash_machine_1_and_resume, detectron2_style, finish_machines, free_port,
+                     machine_folder, machine_with_outputs, run_two_machines, start_machine,
+                     torchrun_style, two_machine_folders)
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "train_det.py"
@@ -144,3 +145,16 @@ def test_resume_after_one_machine_was_killed(shapes, tmp_path, one_process):
     assert started and 1 <= int(started.group(1)) <= 3, outputs[0][-3000:]
     _assert_equal_to(one_process, folders[0], losses=False)
     _assert_wrote_only_its_own(folders[1])
+
+
+def test_machine_that_never_joins_is_named_within_dist_timeout(shapes, tmp_path):
+    """Machine 0 alone with DIST_TIMEOUT_S 2 (the config's key, read before any process starts;
+    the default is 30 minutes): one ``error:`` line naming machine 1, exit status 2, in seconds."""
+    folder = machine_folder(tmp_path, "m0", shapes)
+    start = time.monotonic()
+    cmd = _detectron2_style(free_port(), 0) + ["DIST_TIMEOUT_S", 2]
+    [(code, err, _)] = finish_machines([start_machine(cmd, folder)], timeout=90)
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(lines) == 1, err[-3000:]
+    assert lines[0].startswith("error: machine 1 of 2 did not join tcp://127.0.0.1:"), lines[0]
+    assert time.monotonic() - start < 60
