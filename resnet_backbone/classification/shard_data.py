@@ -114,6 +114,7 @@ class StreamPlan:
                              f"set ({len(images)} images)")
 
     def reader_shards(self, epoch: int, reader: int) -> List[str]:
+        """Reader ``reader``'s shards in ``epoch``: every S-th of the epoch's permutation."""
         g = torch.Generator().manual_seed(derived_seed(self.seed, epoch, -1))
         urls = self.images.index.urls()
         return [urls[i] for i in torch.randperm(len(urls), generator=g).tolist()[reader::self.readers]]
