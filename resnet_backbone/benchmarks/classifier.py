@@ -7,8 +7,7 @@ from typing import Dict, List
 import torch
 import torchvision
 
-from ..fast import (maybe_compile, optimize_for_inference, subsample_strided_1x1,
-                    subsampling_pays_off)
+from ..fast import optimize_for_inference, subsample_strided_1x1, subsampling_pays_off
 from ..models import build_resnet
 from .harness import Bench, fast_model, infer_fn, timing_rows
 
@@ -170,11 +169,10 @@ def strided_1x1_row(bench: Bench, grid) -> List[dict]:
     b, s = grid["batch"], grid["image_size"]
     for depth in grid["depths"]:
         torch.manual_seed(0)
-        plain = build_resnet(depth, num_classes=1000).to(bench.device)
-        variants = {"ours (paper), strided 1x1": plain,
-                    "ours (paper), subsampled 1x1": subsample_strided_1x1(copy.deepcopy(plain))}
-        models = {k: maybe_compile(m.to(memory_format=torch.channels_last) if bench.channels_last
-                                   else m, bench.compile) for k, m in variants.items()}
+        plain = build_resnet(depth, num_classes=1000)
+        subsampled = subsample_strided_1x1(copy.deepcopy(plain))
+        models = {"ours (paper), strided 1x1": bench.place(plain),
+                  "ours (paper), subsampled 1x1": bench.place(subsampled)}
         x = bench.input(b, 3, s, s)
         target = torch.randint(0, 1000, (b,), generator=torch.Generator().manual_seed(0)).to(bench.device)
         for m in models.values():

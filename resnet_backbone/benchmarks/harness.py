@@ -47,9 +47,14 @@ class Bench:
         self.classifier_modes = args.classifier_modes
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        """On the device, with the run's layout and compile setting, and (ours only: it acts on
-        our ``ConvNorm``) the training fast path the trainers use on this device."""
-        model = speed_up_strided_1x1(model.to(self.device), str(self.device), self.channels_last)
+        """``place``, after (ours only: it acts on our ``ConvNorm``) the training fast path the
+        trainers use on this device and layout."""
+        return self.place(speed_up_strided_1x1(model.to(self.device), str(self.device),
+                                               self.channels_last))
+
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        """On the device, with the run's layout and compile setting."""
+        model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         return maybe_compile(model, self.compile)

@@ -97,8 +97,7 @@ def _image_shards(cfg):
     train = ShardedImages(root, "train", skip)
     val = ShardedImages(root, "val", skip, classes=train.classes)
     for images in (train, val):
-        found = on_every_process(lambda: (images.index.digest(), missing_local_shards(images.index)))
-        for machine, (_, missing) in found:
+        for machine, missing in on_every_process(lambda: missing_local_shards(images.index)):
             if missing:
                 where = f" on machine {machine}" if get_world_size() > 1 else ""
                 more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
@@ -106,7 +105,7 @@ def _image_shards(cfg):
                                  f"{images.split}.json lists are missing{where}: "
                                  f"{', '.join(missing[:3])}{more}; copy them there, or write the "
                                  "shards again with resnet-make-shards")
-        differ = sorted({machine for machine, (digest, _) in found if digest != found[0][1][0]})
+        differ = machines_that_differ(images.index.digest)
         if differ:
             raise ShardError(f"the {images.split} shard index in DATASETS.ROOT {root} on machine "
                              f"{', '.join(map(str, differ))} is not machine 0's: give every "

@@ -38,12 +38,10 @@ import time
 from datetime import timedelta
 
 from ..checkpoint import write_text_atomic
-from ..distributed import is_main_process, launch, launched_by_torchrun
+from ..distributed import DEFAULT_TIMEOUT, is_main_process, launch, launched_by_torchrun
 from .common import job_world_size, run_tool, training_argument_parser, worker
 
 logger = logging.getLogger("detectron2.resnet_backbone")
-#: DIST_TIMEOUT_S's default (torch.distributed's own for gloo and NCCL).
-DEFAULT_DIST_TIMEOUT_S = 1800
 
 
 def build_parser():
@@ -91,9 +89,9 @@ def dist_timeout(args) -> timedelta:
     config's DIST_TIMEOUT_S, a LazyConfig's ``train.dist_timeout_s``, else 30 minutes. Read
     before any process starts; a config that cannot be read here keeps the default and its
     error is the job's to report (as it is without several machines)."""
-    seconds = DEFAULT_DIST_TIMEOUT_S
+    seconds = DEFAULT_TIMEOUT.total_seconds()
     if args.num_machines * args.num_gpus <= 1 and not launched_by_torchrun():
-        return timedelta(seconds=seconds)  # one process: no collective to wait for
+        return DEFAULT_TIMEOUT  # one process: no collective to wait for
     try:
         from ..detection.lazy import is_lazy_config
 
